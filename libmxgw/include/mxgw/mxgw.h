@@ -1,0 +1,16 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mxgw.h: umbrella header for libmxgw, an embeddable C library for building
+ * inbound mail (MX) gateways. Include this, or the component headers you use.
+ *
+ * See mxgw_common.h for errors, allocators and the thread-safety statement,
+ * and mxgw_session.h for the sans-IO SMTP server session.
+ */
+#ifndef MXGW_H
+#define MXGW_H
+
+#include "mxgw_version.h"
+#include "mxgw_common.h"
+#include "mxgw_session.h"
+
+#endif /* MXGW_H */
