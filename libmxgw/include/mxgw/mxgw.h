@@ -9,7 +9,7 @@
 #ifndef MXGW_H
 #define MXGW_H
 
-#include "mxgw_version.h"
+#include <mxgw/mxgw_version.h> /* generated at build time */
 #include "mxgw_common.h"
 #include "mxgw_session.h"
 
