@@ -618,6 +618,8 @@ int mxgw_session_feed(mxgw_session *s, const void *buf, size_t len,
     return set_err(s, MXGW_E_STATE, "feed before start");
   if (s->state == ST_CLOSED)
     return set_err(s, MXGW_E_CLOSED, "session is closed");
+  if (s->eof)
+    return set_err(s, MXGW_E_STATE, "feed after eof");
   s->now = now_ms;
   if (len == 0)
     return 0;
@@ -659,16 +661,10 @@ int mxgw_session_eof(mxgw_session *s) {
     return MXGW_E_INVAL;
   if (s->state == ST_NEW)
     return set_err(s, MXGW_E_STATE, "eof before start");
+  /* Input already buffered is still processed and its replies queued (the
+   * client may only have shut down its sending side); the session closes
+   * when that input is used up. */
   s->eof = true;
-  if (s->state != ST_CLOSED) {
-    abort_message(s, "client disconnected");
-    if (s->state == ST_DATA || s->state == ST_BDAT || s->state == ST_BDAT_SKIP ||
-        s->in_tx)
-      slogf(s, MXGW_LOG_PROTOCOL, "lost connection after %s",
-            s->state == ST_DATA ? "DATA" : "MAIL");
-    begin_close(s, "client disconnected");
-  }
-  mxgw__buf_reset(&s->out);
   return MXGW_OK;
 }
 
@@ -698,12 +694,8 @@ int mxgw_session_want(const mxgw_session *s) {
   int w = 0;
   if (mxgw__buf_size(&s->out))
     w |= MXGW_WANT_WRITE;
-  if (s->state == ST_CLOSED) {
-    w |= MXGW_WANT_CLOSE;
-    if (s->eof)
-      w &= ~MXGW_WANT_WRITE;
-    return w;
-  }
+  if (s->state == ST_CLOSED)
+    return w | MXGW_WANT_CLOSE;
   if (s->state != ST_NEW && !s->eof &&
       mxgw__buf_size(&s->in) < (size_t)s->opt[MXGW_OPT_INPUT_BUFFER])
     w |= MXGW_WANT_READ;
@@ -2286,6 +2278,15 @@ int mxgw_session_next_event(mxgw_session *s) {
       return rv;
     if (rv > 0 || s->evq_n || s->state == ST_CLOSED)
       continue; /* a decision (announced above), queued events, or CLOSE */
+    if (s->eof) {
+      /* all input used up after the client closed its side */
+      abort_message(s, "client disconnected");
+      if (s->state == ST_DATA || s->state == ST_BDAT || s->in_tx)
+        slogf(s, MXGW_LOG_PROTOCOL, "lost connection after %s",
+              s->state == ST_DATA || s->state == ST_BDAT ? "DATA" : "MAIL");
+      begin_close(s, "client disconnected");
+      continue;
+    }
     if (mxgw__buf_size(&s->in) == 0 && s->in.cap > 1024)
       mxgw__buf_free(&s->in, &s->mem);
     return 0;

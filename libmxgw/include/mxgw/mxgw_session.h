@@ -242,9 +242,13 @@ MXGW_EXTERN int mxgw_session_feed(mxgw_session *s, const void *buf, size_t len,
                                   int64_t now_ms);
 
 /**
- * Tell the session that the client closed its side (read returned 0) or the
- * connection failed. A transaction in progress is aborted (MESSAGE_ABORT),
- * then CLOSE is emitted. Errors: MXGW_E_STATE (not started).
+ * Tell the session that the client closed its side (read returned 0). Input
+ * already fed is still processed and its replies queued, since the client
+ * may only have shut down its sending side; once that input is used up (and
+ * no decision is pending), a transaction in progress is aborted
+ * (MESSAGE_ABORT) and CLOSE follows. If the connection is gone entirely
+ * (write fails), just free the session. Further feed() calls fail.
+ * Errors: MXGW_E_STATE (not started).
  */
 MXGW_EXTERN int mxgw_session_eof(mxgw_session *s);
 
