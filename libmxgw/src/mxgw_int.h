@@ -43,7 +43,7 @@ typedef struct mxgw_buf {
 } mxgw_buf;
 
 static inline size_t mxgw__buf_size(const mxgw_buf *b) { return b->len - b->off; }
-static inline const char *mxgw__buf_ptr(const mxgw_buf *b) { return b->data + b->off; }
+static inline const char *mxgw__buf_ptr(const mxgw_buf *b) { return b->data ? b->data + b->off : ""; }
 /* Make room for n more bytes at the end (compacting or growing). */
 int mxgw__buf_reserve(mxgw_buf *b, const mxgw_mem *m, size_t n);
 int mxgw__buf_append(mxgw_buf *b, const mxgw_mem *m, const void *p, size_t n);

@@ -256,7 +256,8 @@ struct mxgw_session {
   /* message being received */
   int64_t msg_size;
   int64_t line_len;
-  bool bol;          /* at the start of a line after a real CRLF */
+  uint8_t bol;       /* BOL_HARD after a real CRLF, BOL_SOFT after a
+                        normalized bare CR/LF, else BOL_NONE */
   int msg_fail;      /* 0 or a failure reason (FAIL_*) */
   uint64_t bdat_left;
   bool bdat_last;
@@ -294,6 +295,7 @@ struct mxgw_session {
 };
 
 enum { FAIL_NONE, FAIL_SIZE, FAIL_LINE, FAIL_BARE_LF, FAIL_BARE_CR };
+enum { BOL_NONE, BOL_HARD, BOL_SOFT };
 
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                            */
@@ -944,13 +946,15 @@ static int parse_params(mxgw_session *s, const char *p, const char *end,
     if (!rcpt_cmd) {
       if (mxgw__ieq(k, klen, "SIZE")) {
         idx = 0;
-        if (!v || vlen > 18)
+        /* RFC 1870: size-value ::= 1*20DIGIT; saturate past INT64_MAX */
+        if (!v || vlen > 20)
           goto bad;
         int64_t n = 0;
         for (size_t i = 0; i < vlen; i++) {
           if (v[i] < '0' || v[i] > '9')
             goto bad;
-          n = n * 10 + (v[i] - '0');
+          int d = v[i] - '0';
+          n = n > (INT64_MAX - d) / 10 ? INT64_MAX : n * 10 + d;
         }
         s->size_param = n;
       } else if (mxgw__ieq(k, klen, "BODY")) {
@@ -1202,7 +1206,7 @@ static void start_message(mxgw_session *s) {
   s->data_started = true;
   s->msg_size = 0;
   s->line_len = 0;
-  s->bol = true;
+  s->bol = BOL_HARD;
   s->msg_fail = FAIL_NONE;
 }
 
@@ -1226,8 +1230,10 @@ static int cmd_bdat(mxgw_session *s, const char *arg, size_t alen) {
       digits = 0;
   }
   if (digits == 0 || digits > 18 || !s->opt[MXGW_OPT_CHUNKING]) {
-    /* We cannot know how many octets follow: RFC 3030 says close. */
-    if (replyf(s, 501, "5.5.4", "Syntax: BDAT size [LAST]") )
+    /* We cannot trust that a chunk of that size follows: close. */
+    if (!s->opt[MXGW_OPT_CHUNKING]
+            ? replyf(s, 502, "5.5.1", "Error: command not implemented")
+            : replyf(s, 501, "5.5.4", "Syntax: BDAT size [LAST]"))
       return fail_nomem(s);
     s->errors++;
     if (replyf(s, 421, "4.5.4", "%s Error: cannot resynchronise after a bad BDAT",
@@ -1425,7 +1431,7 @@ static int command(mxgw_session *s, const char *line, size_t n) {
       alen--;
     if (alen)
       return err_reply(s, 501, "5.5.4", "Syntax: RSET");
-    if (!s->in_tx && (rv = junk(s)) != 0)
+    if ((rv = junk(s)) != 0)
       return rv < 0 ? fail_nomem(s) : 0;
     if (s->in_tx) {
       push_ev(s, MXGW_EV_RSET, "RSET");
@@ -1459,9 +1465,12 @@ static int command(mxgw_session *s, const char *line, size_t n) {
     if ((rv = junk(s)) != 0)
       return rv < 0 ? fail_nomem(s) : 0;
     s->cmd_ok[cmd]++;
-    return reply(s, 214, "2.0.0",
-                 "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY "
-                 "HELP STARTTLS AUTH");
+    return replyf(s, 214, "2.0.0",
+                  "Commands: HELO EHLO MAIL RCPT DATA%s RSET NOOP QUIT VRFY "
+                  "HELP%s%s",
+                  s->opt[MXGW_OPT_CHUNKING] ? " BDAT" : "",
+                  starttls_offered(s) ? " STARTTLS" : "",
+                  auth_offered(s) ? " AUTH" : "");
   case C_STARTTLS:
     if (!starttls_offered(s))
       return s->tls ? err_reply(s, 554, "5.5.1", "Error: TLS already active")
@@ -1739,7 +1748,7 @@ static int answer(mxgw_session *s, int code, const char *enh, const char *text) 
 int mxgw_session_accept(mxgw_session *s) {
   if (!s)
     return MXGW_E_INVAL;
-  if (!s->pending)
+  if (!s->pending || !s->announced)
     return set_err(s, MXGW_E_STATE, "no decision pending");
   return answer(s, 0, NULL, NULL);
 }
@@ -1748,7 +1757,7 @@ int mxgw_session_reply(mxgw_session *s, int code, const char *enh,
                        const char *text) {
   if (!s)
     return MXGW_E_INVAL;
-  if (!s->pending)
+  if (!s->pending || !s->announced)
     return set_err(s, MXGW_E_STATE, "no decision pending");
   if (code < 200 || code > 599)
     return set_err(s, MXGW_E_INVAL, "reply code must be 200..599");
@@ -1765,7 +1774,9 @@ int mxgw_session_reply(mxgw_session *s, int code, const char *enh,
   return answer(s, code, enh, text);
 }
 
-int mxgw_session_pending(const mxgw_session *s) { return s ? s->pending : 0; }
+int mxgw_session_pending(const mxgw_session *s) {
+  return s && s->announced ? s->pending : 0;
+}
 
 int mxgw_session_starttls_done(mxgw_session *s, const char *protocol,
                                const char *cipher) {
@@ -1904,26 +1915,32 @@ static int scan_data(mxgw_session *s) {
 
   for (;;) {
     if (s->bol) {
+      /* RFC 5321 4.5.2: a line that is a single period ends the data, a
+       * leading period followed by other characters is deleted. Only a line
+       * after a real CRLF can end the data; after a normalized bare CR/LF a
+       * lone period stays text. */
       if (pos >= n)
         break;
       if (p[pos] == '.') {
         if (pos + 1 >= n)
           break;
-        if (p[pos + 1] == '\r') {
-          if (pos + 2 >= n)
-            break;
-          if (p[pos + 2] == '\n') {
-            end = true;
-            skip = 3;
-            break;
-          }
+        char c = p[pos + 1];
+        if (c == '\r' && pos + 2 >= n)
+          break;
+        if (c == '\r' && p[pos + 2] == '\n' && s->bol == BOL_HARD) {
+          end = true;
+          skip = 3;
+          break;
         }
-        /* A stuffed dot (RFC 5321 4.5.2): drop it. */
-        s->bol = false;
-        skip = 1;
-        break;
+        if (c != '\r' && c != '\n') {
+          s->bol = BOL_NONE;
+          skip = 1; /* a stuffed dot: drop it */
+          break;
+        }
+        /* a lone period ended by a bare CR/LF, or after a soft line
+         * break: it is text and is kept */
       }
-      s->bol = false;
+      s->bol = BOL_NONE;
     }
     if (!cr || cr < p + pos)
       cr = memchr(p + pos, '\r', n - pos);
@@ -1947,7 +1964,7 @@ static int scan_data(mxgw_session *s) {
           fail_message(s, FAIL_LINE);
         lstart = pos;
         carried = 0;
-        s->bol = true;
+        s->bol = BOL_HARD;
         continue;
       }
       /* bare CR */
@@ -1978,6 +1995,7 @@ static int scan_data(mxgw_session *s) {
   if (insert) {
     s->line_len = 0;
     s->owe_crlf = true;
+    s->bol = BOL_SOFT;
   }
   if (end)
     s->owe_end = true;

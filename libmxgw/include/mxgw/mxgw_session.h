@@ -86,8 +86,8 @@ typedef enum mxgw_opt {
   MXGW_OPT_MAX_ERRORS = 6,
   /** Unrecognised commands before 421 4.7.0. [10] */
   MXGW_OPT_MAX_UNKNOWN_COMMANDS = 7,
-  /** NOOP, RSET, VRFY and HELP outside a transaction ("junk") before
-   *  421 4.7.0. [100] */
+  /** NOOP, RSET, VRFY and HELP ("junk", counted anywhere, as Postfix's
+   *  smtpd_junk_command_limit) before 421 4.7.0. [100] */
   MXGW_OPT_MAX_JUNK_COMMANDS = 8,
   /** Idle timeout waiting for a command, in ms (RFC 5321 4.5.3.2.7). [300000] */
   MXGW_OPT_COMMAND_TIMEOUT_MS = 9,
@@ -223,7 +223,8 @@ MXGW_EXTERN int mxgw_session_set_peer(mxgw_session *s, const char *addr,
 /**
  * Start the session. The first event is MXGW_EV_CONNECT; accepting it
  * queues the 220 greeting. Input that arrives before the greeting has been
- * queued is an early talker: it gets 554 5.5.1 and the session closes.
+ * queued is an early talker: it gets 554 5.5.1, the CONNECT decision is
+ * dropped (answering it then fails with MXGW_E_STATE) and CLOSE follows.
  * Errors: MXGW_E_STATE (already started).
  */
 MXGW_EXTERN int mxgw_session_start(mxgw_session *s, int64_t now_ms);
@@ -367,7 +368,9 @@ MXGW_EXTERN int mxgw_session_accept(mxgw_session *s);
  * @param code  3-digit reply code. 2xx (3xx for DATA) accepts with this
  *              text; 4xx/5xx rejects; 421 also closes the session.
  *              CONNECT takes 220/421/554 (or other 4xx/5xx); STARTTLS 220 or
- *              4xx/5xx; AUTH 235 or 4xx/5xx; DATA 354 or 4xx/5xx.
+ *              4xx/5xx; AUTH 235 or 4xx/5xx; DATA 354 or 4xx/5xx. For an
+ *              accepting CONNECT or HELO reply, our host name is put in
+ *              front of text (RFC 5321 4.1.1.1, 4.2).
  * @param enh   enhanced status code "c.s.d" whose class matches code, or
  *              NULL for a default (x.0.0, or the stage's usual code).
  * @param text  reply text, or NULL for the default. "\n" separates lines of
@@ -378,7 +381,9 @@ MXGW_EXTERN int mxgw_session_accept(mxgw_session *s);
 MXGW_EXTERN int mxgw_session_reply(mxgw_session *s, int code, const char *enh,
                                    const char *text);
 
-/** The decision event waiting for an answer, or MXGW_EV_NONE. */
+/** The decision event that next_event() returned and that waits for an
+ *  answer, or MXGW_EV_NONE. A decision is pending only once it has been
+ *  returned: information events queued before it come first. */
 MXGW_EXTERN int mxgw_session_pending(const mxgw_session *s);
 
 /**
