@@ -274,6 +274,7 @@ struct mxgw_session {
 
   /* buffers */
   mxgw_buf in, out, tmp;
+  size_t in_cap; /* effective MXGW_OPT_INPUT_BUFFER (>= any line limit) */
   size_t scan_off; /* command scanner: bytes already known to hold no LF */
   bool skip_line;  /* discarding the rest of an over-long line */
 
@@ -522,6 +523,13 @@ int mxgw_session_new(mxgw_session **out, mxgw_session_config *cfg,
   s->deadline = -1;
   s->size_param = -1;
   s->tls = cfg->opt[MXGW_OPT_IMPLICIT_TLS] != 0;
+  /* A whole command line (or AUTH line, RFC 4954 4) must fit. */
+  size_t need = (size_t)cfg->opt[MXGW_OPT_MAX_COMMAND_LINE];
+  if (need < 12288)
+    need = 12288;
+  s->in_cap = (size_t)cfg->opt[MXGW_OPT_INPUT_BUFFER];
+  if (s->in_cap < need + 1)
+    s->in_cap = need + 1;
   *out = s;
   return MXGW_OK;
 }
@@ -643,7 +651,7 @@ int mxgw_session_feed(mxgw_session *s, const void *buf, size_t len,
           "discarded %zu bytes of plaintext sent after STARTTLS", len);
     return (int)(len > INT32_MAX ? INT32_MAX : len);
   }
-  size_t cap = (size_t)s->opt[MXGW_OPT_INPUT_BUFFER];
+  size_t cap = s->in_cap;
   size_t have = mxgw__buf_size(&s->in);
   if (have >= cap)
     return 0;
@@ -699,7 +707,7 @@ int mxgw_session_want(const mxgw_session *s) {
   if (s->state == ST_CLOSED)
     return w | MXGW_WANT_CLOSE;
   if (s->state != ST_NEW && !s->eof &&
-      mxgw__buf_size(&s->in) < (size_t)s->opt[MXGW_OPT_INPUT_BUFFER])
+      mxgw__buf_size(&s->in) < s->in_cap)
     w |= MXGW_WANT_READ;
   return w;
 }
@@ -1271,6 +1279,8 @@ static int cmd_auth(mxgw_session *s, const char *arg, size_t alen) {
     return err_reply(s, 503, "5.5.1", "Error: MAIL transaction in progress");
   if (!s->helo)
     return err_reply(s, 503, "5.5.1", "Error: send HELO/EHLO first");
+  if (alen == 0)
+    return err_reply(s, 501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
   const char *end = arg + alen, *sp = memchr(arg, ' ', alen);
   size_t mlen = sp ? (size_t)(sp - arg) : alen;
   const char *ir = sp ? skip_sp(sp, end) : end;
@@ -1434,6 +1444,7 @@ static int command(mxgw_session *s, const char *line, size_t n) {
     if ((rv = junk(s)) != 0)
       return rv < 0 ? fail_nomem(s) : 0;
     if (s->in_tx) {
+      abort_message(s, "RSET");
       push_ev(s, MXGW_EV_RSET, "RSET");
       reset_tx(s);
     }

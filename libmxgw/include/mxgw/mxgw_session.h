@@ -117,7 +117,9 @@ typedef enum mxgw_opt {
   /** Advertise PIPELINING (RFC 2920). [1] */
   MXGW_OPT_PIPELINING = 21,
   /** Input buffer: how many unprocessed octets a session holds before it
-   *  stops taking input (back-pressure). >= MAX_COMMAND_LINE. [65536] */
+   *  stops taking input (back-pressure). A session raises it to one more
+   *  than the longest line it must accept (MAX_COMMAND_LINE, and 12288 for
+   *  AUTH lines). [65536] */
   MXGW_OPT_INPUT_BUFFER = 22,
   /** Output buffer: when this many reply octets are waiting to be written,
    *  the session stops processing input until they are consumed. [65536] */
@@ -306,7 +308,8 @@ MXGW_EXTERN int mxgw_session_tick(mxgw_session *s, int64_t now_ms);
 
 /**
  * Close the session from the application side (shutdown, drain): queues
- * "421 4.3.2 <text>" (text NULL for "Service shutting down") and closes.
+ * "421 4.3.2 <hostname> <text>" (text NULL for "Service shutting down",
+ * RFC 5321 3.8) and closes.
  * A pending decision is dropped. Errors: MXGW_E_CLOSED.
  */
 MXGW_EXTERN int mxgw_session_shutdown(mxgw_session *s, const char *text);
