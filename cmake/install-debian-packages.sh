@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# install-debian-packages.sh: installs the Debian packages listed in
+# cmake/debian-packages.txt, idempotently and without questions. It asks
+# dpkg-query which are missing and runs `apt-get update` + `apt-get install`
+# only if some are (under CI=true it always runs both, since CI machines are
+# meant to be fresh). Postfix is preseeded to "No configuration" and, if this
+# run installed it, any postfix it started is stopped again, so nothing is
+# left listening on port 25. Used by ./test.sh, ./run.sh and .ci/run; it can
+# be run on its own. Needs root (or sudo) only when something is missing.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+list=$root/cmake/debian-packages.txt
+
+mapfile -t pkgs < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' "$list" | grep -v '^$')
+
+missing=()
+for p in "${pkgs[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ] && [ "${CI:-}" != true ]; then
+  echo "packages: all ${#pkgs[@]} from cmake/debian-packages.txt are installed"
+  exit 0
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "packages: missing: ${missing[*]}"
+else
+  echo "packages: CI=true: apt-get update and install ${#pkgs[@]} packages"
+fi
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    sudo=(sudo)
+  else
+    echo "packages: ERROR: need root to install: ${missing[*]}" >&2
+    echo "packages: run as root, or install them with apt-get yourself" >&2
+    exit 1
+  fi
+fi
+
+new_postfix=0
+for p in "${missing[@]}"; do [ "$p" = postfix ] && new_postfix=1; done
+
+# Postfix asks what kind of mail server this is: answer "No configuration",
+# which leaves it without a main.cf and so without a running daemon.
+echo 'postfix postfix/main_mailer_type select No configuration' |
+  "${sudo[@]}" debconf-set-selections
+echo "postfix postfix/mailname string $(hostname -f 2>/dev/null || echo localhost)" |
+  "${sudo[@]}" debconf-set-selections
+
+# Keep maintainer scripts from starting daemons while we install (the
+# standard policy-rc.d mechanism), unless the admin already has a policy.
+policy=/usr/sbin/policy-rc.d
+own_policy=0
+if [ $new_postfix -eq 1 ] && [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\n# installed by libmxgw cmake/install-debian-packages.sh\nexit 101\n' |
+    "${sudo[@]}" tee "$policy" >/dev/null
+  "${sudo[@]}" chmod 755 "$policy"
+  own_policy=1
+fi
+cleanup() {
+  if [ $own_policy -eq 1 ]; then "${sudo[@]}" rm -f "$policy"; fi
+}
+trap cleanup EXIT
+
+export DEBIAN_FRONTEND=noninteractive
+apt_opts=(-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y \
+  --no-install-recommends "${apt_opts[@]}" "${pkgs[@]}"
+
+if [ $new_postfix -eq 1 ]; then
+  # If the package started a system postfix anyway, stop it: tests run their
+  # own Postfix instances on loopback and port 25 must stay free.
+  if "${sudo[@]}" postfix status >/dev/null 2>&1; then
+    echo "packages: stopping the system postfix that the package started"
+    "${sudo[@]}" postfix stop >/dev/null 2>&1 || true
+  fi
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet postfix 2>/dev/null; then
+    "${sudo[@]}" systemctl stop postfix || true
+  fi
+fi
+
+still=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || still+=("$p")
+done
+if [ ${#still[@]} -gt 0 ]; then
+  echo "packages: ERROR: still not installed: ${still[*]}" >&2
+  exit 1
+fi
+echo "packages: all ${#pkgs[@]} from cmake/debian-packages.txt are installed"
