@@ -1113,7 +1113,7 @@ static int cmd_mail(mxgw_session *s, const char *arg, size_t alen) {
     /* find the end of the path to reach the parameters */
     bool q = false;
     if (gt >= end || *gt != '<')
-      return err_reply(s, 501, "5.5.4", "Syntax: MAIL FROM:<address>");
+      return err_reply(s, 501, "5.1.7", "Bad sender address syntax");
     for (; gt < end; gt++) {
       if (q && *gt == '\\' && gt + 1 < end) {
         gt++;
@@ -1596,7 +1596,7 @@ static int answer(mxgw_session *s, int code, const char *enh, const char *text) 
   s->pending_cmd = 0;
   int rv = MXGW_OK;
   /* DATA and BDAT count as successful once the message is accepted */
-  if (accept && ev != MXGW_EV_DATA)
+  if (accept && ev != MXGW_EV_DATA && ev != MXGW_EV_CONNECT)
     s->cmd_ok[cmd]++;
   switch (ev) {
   case MXGW_EV_CONNECT:

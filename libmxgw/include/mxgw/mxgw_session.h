@@ -108,7 +108,10 @@ typedef enum mxgw_opt {
   MXGW_OPT_REQUIRE_AUTH = 16,
   /** Advertise SMTPUTF8 (RFC 6531) and accept UTF-8 addresses with it. [1] */
   MXGW_OPT_SMTPUTF8 = 17,
-  /** Advertise CHUNKING and accept BDAT (RFC 3030). [1] */
+  /** Advertise CHUNKING and accept BDAT (RFC 3030). A BDAT whose size
+   *  cannot be parsed (or any BDAT with CHUNKING off) gets 501 5.5.4 (502
+   *  5.5.1) and then 421: the octets that follow cannot be told from
+   *  commands, so the session closes. [1] */
   MXGW_OPT_CHUNKING = 18,
   /** Advertise DSN and accept RET/ENVID/NOTIFY/ORCPT (RFC 3461). [1] */
   MXGW_OPT_DSN = 19,
@@ -117,12 +120,13 @@ typedef enum mxgw_opt {
   /** Advertise PIPELINING (RFC 2920). [1] */
   MXGW_OPT_PIPELINING = 21,
   /** Input buffer: how many unprocessed octets a session holds before it
-   *  stops taking input (back-pressure). A session raises it to one more
+   *  stops taking input (back-pressure); >= 16384. A session raises it to one more
    *  than the longest line it must accept (MAX_COMMAND_LINE, and 12288 for
    *  AUTH lines). [65536] */
   MXGW_OPT_INPUT_BUFFER = 22,
   /** Output buffer: when this many reply octets are waiting to be written,
-   *  the session stops processing input until they are consumed. [65536] */
+   *  the session stops processing input until they are consumed; >= 4096.
+   *  [65536] */
   MXGW_OPT_OUTPUT_BUFFER = 23,
   /** Disconnect clients that send HTTP/proxy requests (GET, POST, CONNECT,
    *  HEAD, PUT, "Host:") with 421 at once. [1] */
@@ -248,8 +252,8 @@ MXGW_EXTERN int mxgw_session_feed(mxgw_session *s, const void *buf, size_t len,
  * Tell the session that the client closed its side (read returned 0). Input
  * already fed is still processed and its replies queued, since the client
  * may only have shut down its sending side; once that input is used up (and
- * no decision is pending), a transaction in progress is aborted
- * (MESSAGE_ABORT) and CLOSE follows. If the connection is gone entirely
+ * no decision is pending), a message in progress (after DATA or the first
+ * BDAT) is aborted (MESSAGE_ABORT) and CLOSE follows. If the connection is gone entirely
  * (write fails), just free the session. Further feed() calls fail.
  * Errors: MXGW_E_STATE (not started).
  */
