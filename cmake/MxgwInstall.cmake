@@ -13,7 +13,7 @@ include(CMakePackageConfigHelpers)
 
 # pkg-config modules the static library needs. Later issues append here:
 #   libssl libcrypto (TLS), libcares (DNS), jansson (queue/config).
-set(MXGW_PC_REQUIRES_PRIVATE "")
+set(MXGW_PC_REQUIRES_PRIVATE "libssl libcrypto")
 # Plain -l flags the static library needs that have no .pc file.
 set(MXGW_PC_LIBS_PRIVATE "")
 

@@ -19,24 +19,14 @@
 #include <string.h>
 #include <time.h>
 
-#include "mxgw/mxgw_session.h"
-#include "mxgw_int.h"
+#include "mxgw_session_int.h"
 #include "mxgw_smtp_parse.h"
+#include "mxgw_tls_int.h"
 
 /* ------------------------------------------------------------------------ */
 /* Configuration                                                            */
 /* ------------------------------------------------------------------------ */
 
-#define OPT_MAX 26 /* one past the last mxgw_opt */
-
-struct mxgw_session_config {
-  atomic_int refs;
-  atomic_bool frozen;
-  mxgw_mem mem;
-  int64_t opt[OPT_MAX];
-  char *hostname;
-  char *greeting;
-};
 
 static const struct {
   int64_t def, min, max;
@@ -102,6 +92,8 @@ static void config_unref(mxgw_session_config *c) {
   if (!c || atomic_fetch_sub(&c->refs, 1) != 1)
     return;
   mxgw_mem m = c->mem;
+  if (c->tls)
+    mxgw__tls_unref(c->tls);
   mxgw__free(&m, c->hostname);
   mxgw__free(&m, c->greeting);
   mxgw__free(&m, c);
@@ -166,137 +158,26 @@ int mxgw_session_config_set_str(mxgw_session_config *cfg, int key,
   return MXGW_OK;
 }
 
+int mxgw_session_config_set_tls(mxgw_session_config *cfg, struct mxgw_tls *tls) {
+  if (!cfg)
+    return MXGW_E_INVAL;
+  if (atomic_load(&cfg->frozen))
+    return MXGW_E_BUSY;
+  if (tls)
+    mxgw__tls_ref(tls);
+  if (cfg->tls)
+    mxgw__tls_unref(cfg->tls);
+  cfg->tls = tls;
+  return MXGW_OK;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Session state                                                            */
 /* ------------------------------------------------------------------------ */
 
-enum state {
-  ST_NEW,       /* created, not started */
-  ST_CONNECT,   /* started; greeting not yet sent */
-  ST_CMD,       /* reading commands */
-  ST_NOSERVICE, /* greeted with 554: only QUIT (RFC 5321 3.1) */
-  ST_DATA,      /* reading DATA text */
-  ST_BDAT,      /* reading a BDAT chunk into the message */
-  ST_BDAT_SKIP, /* reading a BDAT chunk to throw away */
-  ST_AUTH,      /* waiting for an AUTH continuation line */
-  ST_TLS_WAIT,  /* STARTTLS accepted, waiting for the handshake */
-  ST_CLOSED
-};
-
-/* Commands, for dispatch and the disconnect counters. */
-enum cmd {
-  C_HELO, C_EHLO, C_MAIL, C_RCPT, C_DATA, C_BDAT, C_RSET, C_NOOP, C_QUIT,
-  C_VRFY, C_EXPN, C_HELP, C_STARTTLS, C_AUTH, C_UNKNOWN, C_COUNT
-};
 static const char *const cmd_names[C_COUNT] = {
     "helo", "ehlo", "mail", "rcpt", "data", "bdat", "rset", "noop", "quit",
     "vrfy", "expn", "help", "starttls", "auth", "unknown"};
-
-typedef struct rcpt {
-  char *addr;
-  size_t len;
-  char *notify; /* NULL if not given */
-  char *orcpt;  /* decoded "type;addr", NULL if not given */
-  int notify_flags;
-} rcpt;
-
-typedef struct queued_ev {
-  int type;
-  const char *reason; /* static */
-} queued_ev;
-
-struct mxgw_session {
-  mxgw_mem mem;
-  mxgw_session_config *cfg;
-  const int64_t *opt; /* cfg->opt */
-  void *user;
-  mxgw_log_fn log_fn;
-  void *log_user;
-
-  enum state state;
-  int pending;       /* decision event waiting, or 0 */
-  int pending_cmd;   /* command behind the pending decision */
-  bool announced;    /* the pending decision was returned as an event */
-  bool owe_crlf;     /* a normalized CRLF is owed as a BODY event */
-  bool owe_end;      /* the end of data was read after the last span */
-  bool greeted;      /* CONNECT answered */
-  bool close_after;  /* close once the current reply is queued */
-  bool closed_emit;  /* CLOSE event delivered */
-  bool eof;
-  const char *close_reason;
-
-  /* identity */
-  char *peer_addr;
-  char *peer_host;
-  int peer_port;
-  char *helo;
-  bool is_ehlo;
-  bool tls;
-  char *tls_proto;
-  char *tls_cipher;
-  char *auth_identity;
-
-  /* transaction */
-  mxgw_arena arena;
-  bool in_tx;
-  char *mail_from;
-  size_t mail_from_len;
-  int64_t size_param;
-  bool smtputf8;
-  const char *body_type; /* static */
-  const char *ret;       /* static */
-  char *envid;
-  char *mail_auth;
-  rcpt *rcpts;
-  size_t nrcpt, rcpt_cap;
-  size_t rcpt_attempts;
-  rcpt cand; /* RCPT waiting for a decision (strings in the arena) */
-  bool data_started; /* DATA/BDAT decision accepted in this transaction */
-  bool bdat_mode;
-  /* message being received */
-  int64_t msg_size;
-  int64_t line_len;
-  uint8_t bol;       /* BOL_HARD after a real CRLF, BOL_SOFT after a
-                        normalized bare CR/LF, else BOL_NONE */
-  int msg_fail;      /* 0 or a failure reason (FAIL_*) */
-  uint64_t bdat_left;
-  bool bdat_last;
-  uint64_t bdat_chunk;
-  int bdat_rej_code;      /* the application's rejection of a first BDAT */
-  char bdat_rej_enh[16];
-  char *bdat_rej_text;
-
-  /* AUTH */
-  int auth_mech; /* 1 PLAIN, 2 LOGIN */
-  int auth_step;
-  mxgw_buf auth; /* decoded: authzid \0 user \0 password \0 */
-  size_t auth_user_off, auth_pass_off;
-
-  /* buffers */
-  mxgw_buf in, out, tmp;
-  size_t in_cap; /* effective MXGW_OPT_INPUT_BUFFER (>= any line limit) */
-  size_t scan_off; /* command scanner: bytes already known to hold no LF */
-  bool skip_line;  /* discarding the rest of an over-long line */
-
-  /* current event */
-  const char *ev_ptr;
-  size_t ev_len;
-  queued_ev evq[4];
-  int evq_head, evq_n;
-
-  /* time */
-  int64_t now;
-  int64_t deadline;
-
-  /* counters */
-  uint32_t cmd_ok[C_COUNT], cmd_total[C_COUNT];
-  int64_t errors, unknown, junk, messages, bytes_in, bytes_out;
-
-  char errmsg[256];
-};
-
-enum { FAIL_NONE, FAIL_SIZE, FAIL_LINE, FAIL_BARE_LF, FAIL_BARE_CR };
-enum { BOL_NONE, BOL_HARD, BOL_SOFT };
 
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                            */
@@ -327,6 +208,8 @@ static void slogf(mxgw_session *s, int kind, const char *fmt, ...) {
   slog(s, kind, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
 }
 
+static int tls_pump(mxgw_session *s);
+
 static void push_ev(mxgw_session *s, int type, const char *reason) {
   if (s->evq_n == (int)(sizeof s->evq / sizeof s->evq[0]))
     return; /* cannot happen: at most ABORT, RSET, CLOSE are ever queued */
@@ -356,7 +239,9 @@ static void arm_timer(mxgw_session *s) {
  * MXGW_E_NOMEM on allocation failure, leaving `out` unchanged.
  */
 static int reply(mxgw_session *s, int code, const char *enh, const char *text) {
-  size_t before = mxgw__buf_size(&s->out);
+  /* With TLS inside the session, replies wait in pout for encryption. */
+  mxgw_buf *ob = s->ssl ? &s->pout : &s->out;
+  size_t before = mxgw__buf_size(ob);
   const char *line = text;
   int rv = MXGW_OK;
   for (;;) {
@@ -364,10 +249,10 @@ static int reply(mxgw_session *s, int code, const char *enh, const char *text) {
     size_t ll = nl ? (size_t)(nl - line) : strlen(line);
     char sep = nl ? '-' : ' ';
     if (enh)
-      rv = mxgw__buf_appendf(&s->out, &s->mem, "%d%c%s %.*s\r\n", code, sep,
-                             enh, (int)ll, line);
+      rv = mxgw__buf_appendf(ob, &s->mem, "%d%c%s %.*s\r\n", code, sep, enh,
+                             (int)ll, line);
     else
-      rv = mxgw__buf_appendf(&s->out, &s->mem, "%d%c%.*s\r\n", code, sep,
+      rv = mxgw__buf_appendf(ob, &s->mem, "%d%c%.*s\r\n", code, sep,
                              (int)ll, line);
     if (rv)
       break;
@@ -377,11 +262,11 @@ static int reply(mxgw_session *s, int code, const char *enh, const char *text) {
   }
   if (rv) {
     /* roll back a partly written multi-line reply */
-    s->out.len = s->out.off + before;
+    ob->len = ob->off + before;
     return rv;
   }
-  slog(s, MXGW_LOG_REPLY, mxgw__buf_ptr(&s->out) + before,
-       mxgw__buf_size(&s->out) - before);
+  slog(s, MXGW_LOG_REPLY, mxgw__buf_ptr(ob) + before,
+       mxgw__buf_size(ob) - before);
   return MXGW_OK;
 }
 
@@ -404,6 +289,8 @@ static void begin_close(mxgw_session *s, const char *reason) {
   s->pending = 0;
   s->close_reason = reason;
   s->deadline = -1;
+  if (s->ssl)
+    mxgw__stls_close_notify(s); /* after the last reply */
   /* Wipe credentials that may still be held. */
   if (s->auth.data)
     memset(s->auth.data, 0, s->auth.cap);
@@ -543,7 +430,10 @@ void mxgw_session_free(mxgw_session *s) {
   mxgw__buf_free(&s->auth, &m);
   mxgw__buf_free(&s->in, &m);
   mxgw__buf_free(&s->out, &m);
+  mxgw__buf_free(&s->pout, &m);
   mxgw__buf_free(&s->tmp, &m);
+  mxgw__stls_free(s);
+  mxgw__free(&m, s->tls_peer);
   mxgw__arena_free(&s->arena, &m);
   mxgw__free(&m, s->rcpts);
   mxgw__free(&m, s->peer_addr);
@@ -596,6 +486,15 @@ int mxgw_session_start(mxgw_session *s, int64_t now_ms) {
   slogf(s, MXGW_LOG_CONNECT, "connect from %s[%s]",
         s->peer_host ? s->peer_host : "unknown",
         s->peer_addr ? s->peer_addr : "unknown");
+  if (s->opt[MXGW_OPT_IMPLICIT_TLS] && s->cfg->tls) {
+    /* RFC 8314: TLS from the first byte; the greeting waits for it. */
+    int rv = mxgw__stls_begin(s);
+    if (rv) {
+      slogf(s, MXGW_LOG_PROTOCOL, "%s", s->errmsg);
+      begin_close(s, "TLS not available");
+      return rv;
+    }
+  }
   return MXGW_OK;
 }
 
@@ -633,6 +532,19 @@ int mxgw_session_feed(mxgw_session *s, const void *buf, size_t len,
   s->now = now_ms;
   if (len == 0)
     return 0;
+  if (s->ssl) {
+    size_t taken;
+    int rv = mxgw__stls_input(s, buf, len, &taken);
+    if (rv)
+      return rv; /* s->errmsg says why */
+    s->bytes_in += (int64_t)taken;
+    if (!s->pending)
+      arm_timer(s);
+    rv = tls_pump(s);
+    if (rv == MXGW_E_NOMEM)
+      return rv;
+    return (int)taken;
+  }
   if (s->state == ST_CONNECT) {
     /* Early talker: input before our greeting (RFC 5321 3.1, 4.3.1). */
     s->bytes_in += (int64_t)len;
@@ -681,6 +593,14 @@ int mxgw_session_eof(mxgw_session *s) {
 int mxgw_session_output(mxgw_session *s, const char **ptr, size_t *len) {
   if (!s || !ptr || !len)
     return MXGW_E_INVAL;
+  if (s->ssl) {
+    int rv = mxgw__stls_flush(s);
+    if (rv && s->state != ST_CLOSED) {
+      slogf(s, MXGW_LOG_PROTOCOL, "%s", s->errmsg);
+      abort_message(s, "TLS error");
+      begin_close(s, "TLS error");
+    }
+  }
   *ptr = mxgw__buf_ptr(&s->out);
   *len = mxgw__buf_size(&s->out);
   if (!s->out.data)
@@ -702,12 +622,12 @@ int mxgw_session_want(const mxgw_session *s) {
   if (!s)
     return 0;
   int w = 0;
-  if (mxgw__buf_size(&s->out))
+  if (mxgw__buf_size(&s->out) || mxgw__stls_want_write(s))
     w |= MXGW_WANT_WRITE;
   if (s->state == ST_CLOSED)
     return w | MXGW_WANT_CLOSE;
   if (s->state != ST_NEW && !s->eof &&
-      mxgw__buf_size(&s->in) < s->in_cap)
+      mxgw__buf_size(&s->in) + mxgw__stls_input_pending(s) < s->in_cap)
     w |= MXGW_WANT_READ;
   return w;
 }
@@ -1630,7 +1550,24 @@ static int answer(mxgw_session *s, int code, const char *enh, const char *text) 
     break;
   case MXGW_EV_STARTTLS:
     if (accept) {
-      rv = reply(s, 220, enh ? enh : "2.0.0", text ? text : "Ready to start TLS");
+      if (s->cfg->tls) {
+        /* TLS inside the session: the 220 still goes out in plaintext. */
+        if (mxgw__stls_begin(s)) {
+          slogf(s, MXGW_LOG_PROTOCOL, "%s", s->errmsg);
+          rv = reply(s, 454, "4.7.0", "TLS not available due to temporary reason");
+          break;
+        }
+        SSL *ssl = s->ssl;
+        s->ssl = NULL;
+        rv = reply(s, 220, enh ? enh : "2.0.0",
+                   text ? text : "Ready to start TLS");
+        s->ssl = ssl;
+        s->starttls_reset = true;
+      } else {
+        rv = reply(s, 220, enh ? enh : "2.0.0",
+                   text ? text : "Ready to start TLS");
+        s->state = ST_TLS_WAIT;
+      }
       size_t left = mxgw__buf_size(&s->in);
       if (left) {
         /* CVE-2011-0411: pipelined plaintext is never executed after TLS. */
@@ -1639,7 +1576,6 @@ static int answer(mxgw_session *s, int code, const char *enh, const char *text) 
         mxgw__buf_reset(&s->in);
       }
       s->scan_off = 0;
-      s->state = ST_TLS_WAIT;
     } else {
       rv = reply(s, code, enh ? enh : (code / 100 == 4 ? "4.7.0" : "5.7.0"),
                  text ? text : "TLS not available");
@@ -1789,12 +1725,23 @@ int mxgw_session_pending(const mxgw_session *s) {
   return s && s->announced ? s->pending : 0;
 }
 
+/* RFC 3207 4.2: forget everything learned from the client before TLS. */
+static void forget_pre_tls(mxgw_session *s) {
+  mxgw__free(&s->mem, s->helo);
+  s->helo = NULL;
+  s->is_ehlo = false;
+  mxgw__free(&s->mem, s->auth_identity);
+  s->auth_identity = NULL;
+  reset_tx(s);
+}
+
 int mxgw_session_starttls_done(mxgw_session *s, const char *protocol,
                                const char *cipher) {
   if (!s)
     return MXGW_E_INVAL;
-  if (s->state != ST_TLS_WAIT)
-    return set_err(s, MXGW_E_STATE, "no STARTTLS was accepted");
+  if (s->state != ST_TLS_WAIT || s->ssl)
+    return set_err(s, MXGW_E_STATE, "no STARTTLS was accepted (or the "
+                                    "session runs TLS itself)");
   if ((protocol && !printable_text(protocol)) || (cipher && !printable_text(cipher)))
     return set_err(s, MXGW_E_INVAL, "control characters in TLS parameters");
   char *p = protocol ? mxgw__strdup(&s->mem, protocol) : NULL;
@@ -1808,19 +1755,49 @@ int mxgw_session_starttls_done(mxgw_session *s, const char *protocol,
   mxgw__free(&s->mem, s->tls_cipher);
   s->tls_proto = p;
   s->tls_cipher = c;
-  /* RFC 3207 4.2: forget everything learned before TLS. */
   s->tls = true;
-  mxgw__free(&s->mem, s->helo);
-  s->helo = NULL;
-  s->is_ehlo = false;
-  mxgw__free(&s->mem, s->auth_identity);
-  s->auth_identity = NULL;
-  reset_tx(s);
+  forget_pre_tls(s);
   mxgw__buf_reset(&s->in);
   s->scan_off = 0;
   s->state = ST_CMD;
   arm_timer(s);
   return MXGW_OK;
+}
+
+/* The handshake run inside the session completed. */
+static int tls_established(mxgw_session *s) {
+  const char *p = mxgw__stls_protocol(s), *c = mxgw__stls_cipher(s);
+  mxgw__free(&s->mem, s->tls_proto);
+  mxgw__free(&s->mem, s->tls_cipher);
+  s->tls_proto = p ? mxgw__strdup(&s->mem, p) : NULL;
+  s->tls_cipher = c ? mxgw__strdup(&s->mem, c) : NULL;
+  if ((p && !s->tls_proto) || (c && !s->tls_cipher))
+    return fail_nomem(s);
+  (void)mxgw__stls_peer_subject(s);
+  s->tls = true;
+  slogf(s, MXGW_LOG_TLS, "TLS connection established: %s with cipher %s%s%s",
+        p ? p : "?", c ? c : "?", s->tls_peer ? ", client certificate " : "",
+        s->tls_peer ? s->tls_peer : "");
+  if (s->starttls_reset) {
+    s->starttls_reset = false;
+    forget_pre_tls(s);
+  }
+  return MXGW_OK;
+}
+
+/* Run the TLS engine over buffered ciphertext; close the session on error. */
+static int tls_pump(mxgw_session *s) {
+  int rv = mxgw__stls_pump(s);
+  if (rv == 1)
+    return tls_established(s);
+  if (rv == MXGW_E_NOMEM)
+    return fail_nomem(s);
+  if (rv < 0) {
+    slogf(s, MXGW_LOG_PROTOCOL, "%s", s->errmsg);
+    abort_message(s, "TLS error");
+    begin_close(s, "TLS error");
+  }
+  return rv;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -2141,7 +2118,8 @@ static int process_input(mxgw_session *s) {
   for (;;) {
     if (s->state == ST_CLOSED || s->pending)
       return 0;
-    if (mxgw__buf_size(&s->out) >= (size_t)s->opt[MXGW_OPT_OUTPUT_BUFFER])
+    if (mxgw__buf_size(&s->out) + mxgw__buf_size(&s->pout) >=
+        (size_t)s->opt[MXGW_OPT_OUTPUT_BUFFER])
       return 0; /* the client is not reading: stop */
     switch (s->state) {
     case ST_DATA: {
@@ -2298,6 +2276,13 @@ int mxgw_session_next_event(mxgw_session *s) {
       decide(s, MXGW_EV_CONNECT, C_UNKNOWN);
       continue;
     }
+    if (s->ssl && !s->tls_hs && mxgw__stls_input_pending(s)) {
+      /* decrypt what waited for room in the input buffer */
+      if (tls_pump(s) == MXGW_E_NOMEM)
+        return MXGW_E_NOMEM;
+      if (s->state == ST_CLOSED || s->evq_n)
+        continue;
+    }
     int rv = (s->owe_crlf || s->owe_end) ? owed(s) : 0;
     if (rv == 0)
       rv = process_input(s);
@@ -2389,6 +2374,10 @@ int mxgw_session_get_str(const mxgw_session *s, int key, const char **ptr,
     return str0(s->tls_cipher, ptr, len);
   case MXGW_INFO_HOSTNAME:
     return str0(s->cfg->hostname, ptr, len);
+  case MXGW_INFO_TLS_PEER_SUBJECT:
+    return str0(s->tls_peer, ptr, len);
+  case MXGW_INFO_TLS_SNI:
+    return str0(mxgw__stls_sni(s), ptr, len);
   default:
     return MXGW_E_INVAL;
   }

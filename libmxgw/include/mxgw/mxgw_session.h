@@ -60,6 +60,7 @@ extern "C" {
 
 typedef struct mxgw_session_config mxgw_session_config;
 typedef struct mxgw_session mxgw_session;
+struct mxgw_tls; /* mxgw_tls.h */
 
 /* ------------------------------------------------------------------------ */
 /* Configuration                                                            */
@@ -184,6 +185,20 @@ MXGW_EXTERN int mxgw_session_config_set_int(mxgw_session_config *cfg, int key,
 /** Read an integer option. Errors: MXGW_E_INVAL (unknown key or NULL out). */
 MXGW_EXTERN int mxgw_session_config_get_int(const mxgw_session_config *cfg,
                                             int key, int64_t *out);
+
+/**
+ * Attach a TLS server context (mxgw_tls.h): the session then runs STARTTLS
+ * (MXGW_OPT_STARTTLS) and implicit TLS (MXGW_OPT_IMPLICIT_TLS) itself,
+ * through memory BIOs: the application feeds and sends wire bytes
+ * (ciphertext) and sees no difference. Each handshake uses the context's
+ * generation current at that moment, so a reload affects new sessions only.
+ * Without a context, STARTTLS is the application's job
+ * (mxgw_session_starttls_done()). The configuration keeps a reference; NULL
+ * detaches.
+ * Errors: MXGW_E_INVAL, MXGW_E_BUSY (frozen).
+ */
+MXGW_EXTERN int mxgw_session_config_set_tls(mxgw_session_config *cfg,
+                                            struct mxgw_tls *tls);
 
 /**
  * Set a string option (copied). MXGW_OPT_HOSTNAME must be a syntactically
@@ -331,9 +346,12 @@ typedef enum mxgw_event {
   /** Decision: HELO or EHLO (MXGW_INFO_HELO, MXGW_INFO_IS_EHLO). Accept:
    *  250 (the EHLO extension list). */
   MXGW_EV_HELO = 2,
-  /** Decision: STARTTLS. Accept: 220 2.0.0, any input pipelined after the
-   *  command is discarded, and the session waits for
-   *  mxgw_session_starttls_done() after the handshake. */
+  /** Decision: STARTTLS. Accept: 220 2.0.0 and any input pipelined after
+   *  the command is discarded. With a TLS context attached the session then
+   *  runs the handshake itself (a failed handshake closes the session);
+   *  without one it waits for mxgw_session_starttls_done(). Either way the
+   *  client must EHLO again (RFC 3207 4.2). If the TLS context cannot start
+   *  a handshake, the reply is 454 4.7.0 instead. */
   MXGW_EV_STARTTLS = 3,
   /** Decision: AUTH credentials (MXGW_INFO_AUTH_*). Accept: 235 2.7.0.
    *  Default rejection: 535 5.7.8. */
@@ -431,9 +449,12 @@ typedef enum mxgw_info {
   MXGW_INFO_AUTH_USER = 15,    /**< authentication identity */
   MXGW_INFO_AUTH_PASSWORD = 16,/**< password (only during the AUTH event) */
   MXGW_INFO_AUTH_IDENTITY = 17,/**< the user after a successful AUTH */
-  MXGW_INFO_TLS_PROTOCOL = 18, /**< from mxgw_session_starttls_done() */
+  MXGW_INFO_TLS_PROTOCOL = 18, /**< negotiated protocol, e.g. "TLSv1.3" */
   MXGW_INFO_TLS_CIPHER = 19,
   MXGW_INFO_HOSTNAME = 20,     /**< our host name (configuration) */
+  MXGW_INFO_TLS_PEER_SUBJECT = 21, /**< client certificate subject (RFC 2253),
+                                        when the client sent one */
+  MXGW_INFO_TLS_SNI = 22,      /**< server name the client asked for (SNI) */
   /* integers */
   MXGW_INFO_IS_EHLO = 100,     /**< 1 after EHLO, 0 after HELO */
   MXGW_INFO_SIZE = 101,        /**< MAIL SIZE= (-1 if not given) */
@@ -525,9 +546,11 @@ typedef enum mxgw_log_kind {
   MXGW_LOG_REPLY = 3,      /**< a reply as queued, CRLFs included */
   MXGW_LOG_PROTOCOL = 4,   /**< a client protocol violation, e.g. bare LF,
                                 early talker, plaintext after STARTTLS */
-  MXGW_LOG_DISCONNECT = 5  /**< Postfix-style counters: "disconnect from
+  MXGW_LOG_DISCONNECT = 5, /**< Postfix-style counters: "disconnect from
                                 host[addr] ehlo=1 mail=1 rcpt=1/2 data=1
                                 quit=1 commands=5/6" */
+  MXGW_LOG_TLS = 6         /**< "TLS connection established: TLSv1.3 with
+                                cipher ..." */
 } mxgw_log_kind;
 
 /**

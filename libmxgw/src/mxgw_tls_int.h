@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mxgw_tls_int.h: how the session (and later the LMTP client) gets OpenSSL
+ * objects from a TLS context. Only this header and mxgw_tls.c know the
+ * context's layout.
+ */
+#ifndef MXGW_TLS_INT_H
+#define MXGW_TLS_INT_H
+
+#include <openssl/ssl.h>
+
+#include "mxgw/mxgw_tls.h"
+
+/* Take / drop a reference on a context (atomic; any thread). */
+void mxgw__tls_ref(mxgw_tls *t);
+void mxgw__tls_unref(mxgw_tls *t);
+
+/*
+ * A new server-side SSL object bound to the current generation (its SNI
+ * callback switches among that generation's certificates), in accept state.
+ * NULL when the context has no loaded generation or on allocation failure
+ * (errbuf receives a reason). Safe to call from any thread concurrently
+ * with mxgw_tls_reload() on the owner's thread.
+ */
+SSL *mxgw__tls_server_ssl(mxgw_tls *t, char *errbuf, size_t errlen);
+
+/*
+ * A new client-side SSL object for connecting to `servername` (SNI and, with
+ * VERIFY_PEER, host name verification), in connect state.
+ */
+SSL *mxgw__tls_client_ssl(mxgw_tls *t, const char *servername, char *errbuf,
+                          size_t errlen);
+
+#endif /* MXGW_TLS_INT_H */
