@@ -590,6 +590,26 @@ int mxgw_session_eof(mxgw_session *s) {
   return MXGW_OK;
 }
 
+int mxgw_session_abort(mxgw_session *s) {
+  if (!s)
+    return MXGW_E_INVAL;
+  if (s->state == ST_NEW)
+    return set_err(s, MXGW_E_STATE, "abort before start");
+  if (s->state != ST_CLOSED) {
+    if (s->state == ST_DATA || s->state == ST_BDAT || s->in_tx)
+      slogf(s, MXGW_LOG_PROTOCOL, "lost connection after %s",
+            s->state == ST_DATA || s->state == ST_BDAT ? "DATA" : "MAIL");
+    abort_message(s, "connection lost");
+    begin_close(s, "connection lost");
+  }
+  /* Nothing buffered can reach the client any more. */
+  s->eof = true;
+  mxgw__buf_reset(&s->in);
+  mxgw__buf_reset(&s->out);
+  mxgw__buf_reset(&s->pout);
+  return MXGW_OK;
+}
+
 int mxgw_session_output(mxgw_session *s, const char **ptr, size_t *len) {
   if (!s || !ptr || !len)
     return MXGW_E_INVAL;

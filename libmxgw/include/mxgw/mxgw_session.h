@@ -268,11 +268,22 @@ MXGW_EXTERN int mxgw_session_feed(mxgw_session *s, const void *buf, size_t len,
  * already fed is still processed and its replies queued, since the client
  * may only have shut down its sending side; once that input is used up (and
  * no decision is pending), a message in progress (after DATA or the first
- * BDAT) is aborted (MESSAGE_ABORT) and CLOSE follows. If the connection is gone entirely
- * (write fails), just free the session. Further feed() calls fail.
+ * BDAT) is aborted (MESSAGE_ABORT) and CLOSE follows. If the connection is
+ * gone entirely (a write fails), use mxgw_session_abort() instead. Further
+ * feed() calls fail.
  * Errors: MXGW_E_STATE (not started).
  */
 MXGW_EXTERN int mxgw_session_eof(mxgw_session *s);
+
+/**
+ * The connection is gone (a write or read failed, the peer reset it): drop
+ * buffered input and output, abort a message in progress (MESSAGE_ABORT; a
+ * pending decision is dropped) and close; CLOSE follows from
+ * next_event(), with the disconnect log record. Use eof() instead when the
+ * client only closed its sending side.
+ * Errors: MXGW_E_STATE (not started).
+ */
+MXGW_EXTERN int mxgw_session_abort(mxgw_session *s);
 
 /**
  * Process buffered input and return the next event.
