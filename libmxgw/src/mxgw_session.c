@@ -1975,25 +1975,15 @@ static int scan_data(mxgw_session *s) {
         s->bol = BOL_HARD;
         continue;
       }
-      /* bare CR */
-      if (normalize) {
-        pos = qi;
-        skip = 1;
-        insert = "\r\n";
-        break;
-      }
-      fail_message(s, FAIL_BARE_CR);
-      pos = qi + 1;
-      continue;
     }
-    /* bare LF (a CRLF would have been found at its CR) */
+    /* a bare CR, or a bare LF (a CRLF was found at its CR above) */
     if (normalize) {
       pos = qi;
       skip = 1;
       insert = "\r\n";
       break;
     }
-    fail_message(s, FAIL_BARE_LF);
+    fail_message(s, *q == '\r' ? FAIL_BARE_CR : FAIL_BARE_LF);
     pos = qi + 1;
   }
   /* line accounting for the part of a line that stays open */
