@@ -1494,7 +1494,8 @@ static bool valid_reply_text(const char *t) {
       line = 0;
       continue;
     }
-    if (c < 32 || c == 127)
+    /* RFC 5321 4.2: textstring = 1*(%d09 / %d32-126) */
+    if ((c < 32 && c != '\t') || c > 126)
       return false;
     if (++line > 500)
       return false;

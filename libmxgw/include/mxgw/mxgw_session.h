@@ -401,16 +401,17 @@ MXGW_EXTERN int mxgw_session_accept(mxgw_session *s);
 
 /**
  * Answer the pending decision with a reply of the application's choosing.
- * @param code  3-digit reply code. 2xx (3xx for DATA) accepts with this
- *              text; 4xx/5xx rejects; 421 also closes the session.
- *              CONNECT takes 220/421/554 (or other 4xx/5xx); STARTTLS 220 or
- *              4xx/5xx; AUTH 235 or 4xx/5xx; DATA 354 or 4xx/5xx. For an
+ * @param code  3-digit reply code. 4xx/5xx rejects; 421 also closes the
+ *              session. Accepting codes must fit the stage: CONNECT and
+ *              STARTTLS 220, HELO, MAIL and MESSAGE_END 250, RCPT 250, 251
+ *              or 252, AUTH 235, DATA 354 (250 too for a first BDAT). For an
  *              accepting CONNECT or HELO reply, our host name is put in
  *              front of text (RFC 5321 4.1.1.1, 4.2).
  * @param enh   enhanced status code "c.s.d" whose class matches code, or
  *              NULL for a default (x.0.0, or the stage's usual code).
  * @param text  reply text, or NULL for the default. "\n" separates lines of
- *              a multi-line reply. Must not contain CR or other controls.
+ *              a multi-line reply; otherwise only HT and printable ASCII
+ *              (RFC 5321 4.2), at most 500 octets per line.
  * Errors: MXGW_E_STATE (no decision pending), MXGW_E_INVAL (bad code for
  * this stage, bad enhanced code, control characters), MXGW_E_NOMEM.
  */
