@@ -14,8 +14,11 @@ include(CMakePackageConfigHelpers)
 # pkg-config modules the static library needs. Later issues append here:
 #   libssl libcrypto (TLS), libcares (DNS), jansson (queue/config).
 set(MXGW_PC_REQUIRES_PRIVATE "libssl libcrypto")
+string(APPEND MXGW_PC_REQUIRES_PRIVATE " libcares")
+string(APPEND MXGW_PC_REQUIRES_PRIVATE " jansson")
 # Plain -l flags the static library needs that have no .pc file.
 set(MXGW_PC_LIBS_PRIVATE "")
+string(APPEND MXGW_PC_LIBS_PRIVATE " -pthread")
 
 set(MXGW_CMAKE_INSTALL_DIR "${CMAKE_INSTALL_LIBDIR}/cmake/mxgw")
 

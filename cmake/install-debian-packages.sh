@@ -46,6 +46,8 @@ fi
 
 new_postfix=0
 for p in "${missing[@]}"; do [ "$p" = postfix ] && new_postfix=1; done
+new_nsd=0
+for p in "${missing[@]}"; do [ "$p" = nsd ] && new_nsd=1; done
 
 # Postfix asks what kind of mail server this is: answer "No configuration",
 # which leaves it without a main.cf and so without a running daemon.
@@ -58,7 +60,7 @@ echo "postfix postfix/mailname string $(hostname -f 2>/dev/null || echo localhos
 # standard policy-rc.d mechanism), unless the admin already has a policy.
 policy=/usr/sbin/policy-rc.d
 own_policy=0
-if [ $new_postfix -eq 1 ] && [ ! -e "$policy" ]; then
+if [ $((new_postfix + new_nsd)) -gt 0 ] && [ ! -e "$policy" ]; then
   printf '#!/bin/sh\n# installed by libmxgw cmake/install-debian-packages.sh\nexit 101\n' |
     "${sudo[@]}" tee "$policy" >/dev/null
   "${sudo[@]}" chmod 755 "$policy"
@@ -84,6 +86,20 @@ if [ $new_postfix -eq 1 ]; then
   fi
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet postfix 2>/dev/null; then
     "${sudo[@]}" systemctl stop postfix || true
+  fi
+fi
+
+if [ $new_nsd -eq 1 ]; then
+  # tests/dns runs its own NSD on a free loopback port: keep the system one
+  # from holding port 53, now and after a reboot.
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    "${sudo[@]}" systemctl disable --now nsd >/dev/null 2>&1 || true
+  else
+    "${sudo[@]}" update-rc.d nsd disable >/dev/null 2>&1 || true
+    if [ -s /run/nsd/nsd.pid ]; then
+      echo "packages: stopping the system nsd that the package started"
+      "${sudo[@]}" kill "$(cat /run/nsd/nsd.pid)" 2>/dev/null || true
+    fi
   fi
 fi
 

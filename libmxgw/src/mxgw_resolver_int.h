@@ -47,4 +47,10 @@ struct mxgw_dns_answer {
 int mxgw__resolver_set_err(mxgw_resolver *r, int code, const char *fmt, ...)
     MXGW_PRINTF(3, 4);
 
+/* The loop behind mxgw_resolver_run(): drive r (poll over its descriptors,
+ * its timer) until stop(arg) returns non-zero (checked before each wait) or
+ * timeout_ms passes (-1: no limit). MXGW_OK, MXGW_E_TIMEOUT, or an error. */
+int mxgw__resolver_run_until(mxgw_resolver *r, int64_t timeout_ms,
+                             int (*stop)(void *), void *arg);
+
 #endif /* MXGW_RESOLVER_INT_H */

@@ -12,5 +12,7 @@
 #include <mxgw/mxgw_version.h> /* generated at build time */
 #include "mxgw_common.h"
 #include "mxgw_session.h"
+#include "mxgw_tls.h"
+#include "mxgw_spf.h" /* includes mxgw_resolver.h */
 
 #endif /* MXGW_H */

@@ -130,7 +130,8 @@ typedef enum mxgw_resolver_opt {
   /** Servers, "IP[:PORT][,IP[:PORT]...]" ("[v6]:PORT" for IPv6). Default:
    *  /etc/resolv.conf. (string) */
   MXGW_RESOLVER_SERVERS = 1,
-  /** Per-try timeout in ms. [2000] */
+  /** Timeout of the first try in ms; c-ares doubles it on each further
+   *  round (200 ms with 3 tries gives up after about 1.4 s). [2000] */
   MXGW_RESOLVER_TIMEOUT_MS = 2,
   /** Tries per server. [2] */
   MXGW_RESOLVER_TRIES = 3,
@@ -146,8 +147,9 @@ typedef enum mxgw_resolver_opt {
  * "key=value" strings, keys: "servers", "timeout_ms", "tries", "cache_size",
  * "negative_ttl" (NULL for all defaults). TCP is used when a UDP answer is
  * truncated (large TXT records).
- * Errors: MXGW_E_INVAL (bad option; detail in errmsg), MXGW_E_DNS (c-ares
- * could not start), MXGW_E_NOMEM.
+ * Errors: MXGW_E_INVAL (unknown key, or a value that does not parse: check
+ * the syntax above), MXGW_E_DNS (c-ares could not start), MXGW_E_NOMEM. On
+ * error *out is NULL.
  */
 MXGW_EXTERN int mxgw_resolver_new_ares(mxgw_resolver **out,
                                        const char *const *options,

@@ -1,0 +1,2234 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mxgw_spf.c: the SPF evaluator, check_host() of RFC 7208 as a state
+ * machine over the asynchronous resolver. A check holds a stack of frames,
+ * one per check_host() level (include pushes one; redirect= replaces the
+ * current one, 6.1); each step either decides something from data at hand
+ * or asks the resolver and returns, and the resolver's callback stores the
+ * answer and steps on. Lookups that several names need at once (the
+ * addresses of MX hosts, the validation of PTR names) go out together and
+ * are judged in answer order once all are back, which keeps the outcome
+ * the same as a sequential evaluation. Every error at any depth ends the
+ * whole evaluation: include passes temperror and permerror up (5.2), and
+ * redirect returns the target's result.
+ *
+ * Memory: a check allocates from its own arena; finished checks return to
+ * their context's pool with their arena blocks and buffers, so a busy
+ * gateway (or a benchmark) evaluates without malloc.
+ */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "mxgw_resolver_int.h"
+#include "mxgw_spf_int.h"
+
+/* ---- arena ------------------------------------------------------------ */
+
+struct spf_ablk {
+  spf_ablk *next;
+  size_t used;
+  _Alignas(max_align_t) unsigned char mem[];
+};
+
+#define ABLK 8192
+#define ABIG (ABLK / 4)
+
+void *mxgw__spf_alloc(spf_arena *a, const mxgw_mem *m, size_t n) {
+  n = (n + 15) & ~(size_t)15;
+  if (n > ABIG) {
+    spf_ablk *b = mxgw__malloc(m, sizeof *b + n);
+    if (!b)
+      return NULL;
+    b->next = a->big;
+    a->big = b;
+    return b->mem;
+  }
+  if (!a->cur) {
+    if (!a->first) {
+      a->first = mxgw__malloc(m, sizeof *a->first + ABLK);
+      if (!a->first)
+        return NULL;
+      a->first->next = NULL;
+    }
+    a->cur = a->first;
+    a->cur->used = 0;
+  }
+  while (a->cur->used + n > ABLK) {
+    if (!a->cur->next) {
+      spf_ablk *b = mxgw__malloc(m, sizeof *b + ABLK);
+      if (!b)
+        return NULL;
+      b->next = NULL;
+      a->cur->next = b;
+    }
+    a->cur = a->cur->next;
+    a->cur->used = 0;
+  }
+  void *p = a->cur->mem + a->cur->used;
+  a->cur->used += n;
+  return p;
+}
+
+char *mxgw__spf_strndup(spf_arena *a, const mxgw_mem *m, const char *s,
+                        size_t n) {
+  char *d = mxgw__spf_alloc(a, m, n + 1);
+  if (d) {
+    if (n)
+      memcpy(d, s, n);
+    d[n] = '\0';
+  }
+  return d;
+}
+
+void mxgw__spf_arena_reset(spf_arena *a, const mxgw_mem *m) {
+  while (a->big) {
+    spf_ablk *b = a->big;
+    a->big = b->next;
+    mxgw__free(m, b);
+  }
+  a->cur = NULL;
+}
+
+void mxgw__spf_arena_free(spf_arena *a, const mxgw_mem *m) {
+  mxgw__spf_arena_reset(a, m);
+  while (a->first) {
+    spf_ablk *b = a->first;
+    a->first = b->next;
+    mxgw__free(m, b);
+  }
+}
+
+/* ---- names ------------------------------------------------------------ */
+
+const char *mxgw_spf_result_name(int result) {
+  switch (result) {
+  case MXGW_SPF_NONE:
+    return "none";
+  case MXGW_SPF_NEUTRAL:
+    return "neutral";
+  case MXGW_SPF_PASS:
+    return "pass";
+  case MXGW_SPF_FAIL:
+    return "fail";
+  case MXGW_SPF_SOFTFAIL:
+    return "softfail";
+  case MXGW_SPF_TEMPERROR:
+    return "temperror";
+  case MXGW_SPF_PERMERROR:
+    return "permerror";
+  default:
+    return "unknown";
+  }
+}
+
+const char *mxgw_spf_trace_kind_name(int kind) {
+  switch (kind) {
+  case MXGW_SPF_TRACE_QUERY:
+    return "query";
+  case MXGW_SPF_TRACE_RECORD:
+    return "record";
+  case MXGW_SPF_TRACE_TERM:
+    return "term";
+  case MXGW_SPF_TRACE_RESULT:
+    return "result";
+  default:
+    return "unknown";
+  }
+}
+
+static const char *type_name(int type) {
+  switch (type) {
+  case MXGW_DNS_A:
+    return "A";
+  case MXGW_DNS_AAAA:
+    return "AAAA";
+  case MXGW_DNS_MX:
+    return "MX";
+  case MXGW_DNS_TXT:
+    return "TXT";
+  case MXGW_DNS_PTR:
+    return "PTR";
+  case MXGW_DNS_CNAME:
+    return "CNAME";
+  default:
+    return "?";
+  }
+}
+
+/* The overall time limit is in seconds' range: a coarse clock (a few ms
+ * resolution, no system call) is enough. */
+static int64_t mono_ms(void) {
+  struct timespec ts;
+#ifdef CLOCK_MONOTONIC_COARSE
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+#else
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+#endif
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- context ---------------------------------------------------------- */
+
+int mxgw_spf_new(mxgw_spf **out, mxgw_resolver *r, const mxgw_mem *mem) {
+  if (!out)
+    return MXGW_E_INVAL;
+  *out = NULL;
+  if (!r)
+    return MXGW_E_INVAL;
+  mxgw_mem m;
+  mxgw__mem_init(&m, mem);
+  mxgw_spf *s = mxgw__calloc(&m, 1, sizeof *s);
+  if (!s)
+    return MXGW_E_NOMEM;
+  s->mem = m;
+  s->r = r;
+  s->max_terms = 10;
+  s->max_void = 2;
+  s->max_mx = 10;
+  s->max_ptr = 10;
+  s->timeout_ms = 20000;
+  s->trace = 1;
+  *out = s;
+  return MXGW_OK;
+}
+
+static void check_destroy(mxgw_spf_check *c);
+
+void mxgw_spf_free(mxgw_spf *spf) {
+  if (!spf)
+    return;
+  while (spf->pool) {
+    mxgw_spf_check *c = spf->pool;
+    spf->pool = c->next_free;
+    check_destroy(c);
+  }
+  mxgw__free(&spf->mem, spf->receiver);
+  mxgw__free(&spf->mem, spf->defexp);
+  mxgw_mem m = spf->mem;
+  mxgw__free(&m, spf);
+}
+
+int mxgw_spf_set_int(mxgw_spf *spf, int key, int64_t v) {
+  if (!spf)
+    return MXGW_E_INVAL;
+  switch (key) {
+  case MXGW_SPF_OPT_MAX_DNS_TERMS:
+    if (v < 1 || v > 1000)
+      return MXGW_E_RANGE;
+    spf->max_terms = (int)v;
+    return MXGW_OK;
+  case MXGW_SPF_OPT_MAX_VOID_LOOKUPS:
+    if (v < 0 || v > 1000)
+      return MXGW_E_RANGE;
+    spf->max_void = (int)v;
+    return MXGW_OK;
+  case MXGW_SPF_OPT_MAX_MX_NAMES:
+    if (v < 1 || v > 1000)
+      return MXGW_E_RANGE;
+    spf->max_mx = (int)v;
+    return MXGW_OK;
+  case MXGW_SPF_OPT_MAX_PTR_NAMES:
+    if (v < 1 || v > 1000)
+      return MXGW_E_RANGE;
+    spf->max_ptr = (int)v;
+    return MXGW_OK;
+  case MXGW_SPF_OPT_TIMEOUT_MS:
+    if (v < 0 || v > 86400000)
+      return MXGW_E_RANGE;
+    spf->timeout_ms = v;
+    return MXGW_OK;
+  case MXGW_SPF_OPT_TRACE:
+    if (v != 0 && v != 1)
+      return MXGW_E_RANGE;
+    spf->trace = (int)v;
+    return MXGW_OK;
+  case MXGW_SPF_OPT_NOW:
+    if (v < 0)
+      return MXGW_E_RANGE;
+    spf->now = v;
+    return MXGW_OK;
+  default:
+    return MXGW_E_INVAL;
+  }
+}
+
+int mxgw_spf_get_int(const mxgw_spf *spf, int key, int64_t *out) {
+  if (!spf || !out)
+    return MXGW_E_INVAL;
+  switch (key) {
+  case MXGW_SPF_OPT_MAX_DNS_TERMS:
+    *out = spf->max_terms;
+    return MXGW_OK;
+  case MXGW_SPF_OPT_MAX_VOID_LOOKUPS:
+    *out = spf->max_void;
+    return MXGW_OK;
+  case MXGW_SPF_OPT_MAX_MX_NAMES:
+    *out = spf->max_mx;
+    return MXGW_OK;
+  case MXGW_SPF_OPT_MAX_PTR_NAMES:
+    *out = spf->max_ptr;
+    return MXGW_OK;
+  case MXGW_SPF_OPT_TIMEOUT_MS:
+    *out = spf->timeout_ms;
+    return MXGW_OK;
+  case MXGW_SPF_OPT_TRACE:
+    *out = spf->trace;
+    return MXGW_OK;
+  case MXGW_SPF_OPT_NOW:
+    *out = spf->now;
+    return MXGW_OK;
+  default:
+    return MXGW_E_INVAL;
+  }
+}
+
+int mxgw_spf_set_str(mxgw_spf *spf, int key, const char *value) {
+  if (!spf)
+    return MXGW_E_INVAL;
+  char **slot;
+  switch (key) {
+  case MXGW_SPF_OPT_RECEIVER:
+    slot = &spf->receiver;
+    if (value) {
+      for (const char *p = value; *p; p++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+          return MXGW_E_INVAL;
+      if (strlen(value) > 255)
+        return MXGW_E_INVAL;
+    }
+    break;
+  case MXGW_SPF_OPT_DEFAULT_EXPLANATION: {
+    slot = &spf->defexp;
+    const char *err;
+    if (value && (strlen(value) > SPF_EXP_MAX ||
+                  mxgw__spf_macro_check(value, strlen(value), SPF_M_EXP, NULL,
+                                        NULL, &err)))
+      return MXGW_E_INVAL;
+    break;
+  }
+  default:
+    return MXGW_E_INVAL;
+  }
+  char *copy = NULL;
+  if (value && *value) {
+    copy = mxgw__strdup(&spf->mem, value);
+    if (!copy)
+      return MXGW_E_NOMEM;
+  }
+  mxgw__free(&spf->mem, *slot);
+  *slot = copy;
+  return MXGW_OK;
+}
+
+/* ---- the check's trace ------------------------------------------------- */
+
+static void tr_put(mxgw_spf_check *c, const char *s, size_t n) {
+  mxgw_buf *b = &c->trace_text;
+  if (MXGW_LIKELY(b->cap - b->len >= n)) {
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    return;
+  }
+  mxgw__buf_append(b, &c->mem, s, n);
+}
+static void tr_str(mxgw_spf_check *c, const char *s) {
+  tr_put(c, s, strlen(s));
+}
+/* bytes from outside (DNS, records) with non-printables as \xHH */
+static void tr_esc(mxgw_spf_check *c, const char *s, size_t n, size_t max) {
+  static const char hex[] = "0123456789abcdef";
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char u = (unsigned char)s[i];
+    if (k >= max) {
+      tr_str(c, "...");
+      return;
+    }
+    if (u >= 0x20 && u < 0x7f) {
+      size_t j = i;
+      while (j < n && j - i + k < max && (unsigned char)s[j] >= 0x20 &&
+             (unsigned char)s[j] < 0x7f)
+        j++;
+      tr_put(c, s + i, j - i);
+      k += j - i;
+      i = j - 1;
+    } else {
+      char b[4] = {'\\', 'x', hex[u >> 4], hex[u & 15]};
+      tr_put(c, b, 4);
+      k += 4;
+    }
+  }
+}
+static void tr_num(mxgw_spf_check *c, long v) {
+  char b[24];
+  int n = 0;
+  unsigned long u = v < 0 ? (unsigned long)-v : (unsigned long)v;
+  do {
+    b[sizeof b - 1 - n++] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0)
+    b[sizeof b - 1 - n++] = '-';
+  tr_put(c, b + sizeof b - n, (size_t)n);
+}
+static void tr_addr(mxgw_spf_check *c, const char *a, size_t n) {
+  char b[48];
+  if ((n == 4 && inet_ntop(AF_INET, a, b, sizeof b)) ||
+      (n == 16 && inet_ntop(AF_INET6, a, b, sizeof b)))
+    tr_str(c, b);
+  else
+    tr_str(c, "(malformed address)");
+}
+
+/* Commit the text appended since the previous entry as one entry. */
+static void tr_end(mxgw_spf_check *c, int depth, int kind) {
+  /* entries are NUL-separated */
+  size_t start = c->ntr ? c->tr[c->ntr - 1].off + c->tr[c->ntr - 1].len + 1 : 0;
+  if (mxgw__buf_append(&c->trace_text, &c->mem, "", 1)) {
+    c->trace_text.len = start;
+    return;
+  }
+  if (c->ntr == c->captr) {
+    size_t nc = c->captr ? c->captr * 2 : 32;
+    spf_trace_ent *nt = mxgw__realloc(&c->mem, c->tr, nc * sizeof *nt);
+    if (!nt) {
+      c->trace_text.len = start; /* drop it */
+      return;
+    }
+    c->tr = nt;
+    c->captr = nc;
+  }
+  spf_trace_ent *e = &c->tr[c->ntr++];
+  e->off = (uint32_t)start;
+  e->len = (uint32_t)(c->trace_text.len - 1 - start);
+  e->depth = (uint8_t)(depth > 255 ? 255 : depth);
+  e->kind = (uint8_t)kind;
+}
+
+#define TRACE(c) if ((c)->trace_on)
+
+/* ---- evaluation state ------------------------------------------------- */
+
+enum { PH_EVAL = 0, PH_EXP, PH_DONE };
+enum { F_NEED_RECORD = 0, F_WAIT, F_TERMS, F_DONE };
+enum { SUB_BEGIN = 0, SUB_TARGET, SUB_WAIT, SUB_DONE };
+enum { O_NOMATCH = 0, O_MATCH };
+enum {
+  W_NONE = 0,
+  W_RECORD,
+  W_A,
+  W_MX,
+  W_PTR,
+  W_EXISTS,
+  W_EXP,
+  W_P_PTR,
+  W_BATCH_MX,
+  W_BATCH_PTR,
+  W_BATCH_P
+};
+enum { X_START = 0, X_TEXT, X_DEFAULT, X_END };
+
+struct spf_frame {
+  spf_frame *up;
+  const char *domain;
+  size_t dlen;
+  spf_record rec;
+  size_t pos;
+  int depth;
+  int redirected;
+  int state;
+  int sub;
+  int outcome;
+  int result;
+  const spf_term *decided;
+  const char *target;
+  size_t tlen;
+  const char *why; /* reason of the outcome for the trace */
+};
+
+struct spf_slot {
+  mxgw_spf_check *c;
+  mxgw_dns_query *q;
+  const char *name;
+  size_t nlen;
+  int status; /* -1: not asked */
+  int match;
+  const char *summary; /* the answer, for the trace */
+  size_t summary_n;
+};
+
+/* The term being evaluated in the current frame. */
+static const spf_term *cur_term(const mxgw_spf_check *c) {
+  const spf_frame *f = c->fr;
+  if (f->pos < f->rec.n)
+    return &f->rec.terms[f->pos];
+  return f->rec.redirect >= 0 ? &f->rec.terms[f->rec.redirect] : NULL;
+}
+
+static void set_problem(mxgw_spf_check *c, int result, const char *fmt, ...)
+    MXGW_PRINTF(3, 4);
+static void set_problem(mxgw_spf_check *c, int result, const char *fmt, ...) {
+  char buf[600];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    n = 0;
+  if ((size_t)n >= sizeof buf)
+    n = sizeof buf - 1;
+  /* keep it printable: it goes into headers and SMTP replies */
+  for (int i = 0; i < n; i++)
+    if ((unsigned char)buf[i] < 0x20 || (unsigned char)buf[i] >= 0x7f)
+      buf[i] = '?';
+  c->problem = mxgw__spf_strndup(&c->arena, &c->mem, buf, (size_t)n);
+  c->problem_n = c->problem ? (size_t)n : 0;
+  c->result = result;
+  c->phase = PH_DONE;
+  TRACE(c) {
+    tr_str(c, mxgw_spf_result_name(result));
+    tr_str(c, ": ");
+    tr_put(c, buf, (size_t)n);
+    tr_end(c, c->fr ? c->fr->depth : 0, MXGW_SPF_TRACE_RESULT);
+  }
+}
+
+static void nomem(mxgw_spf_check *c) {
+  set_problem(c, MXGW_SPF_TEMPERROR, "out of memory");
+}
+
+/* Does address a (alen octets) fall within cidr bits of the client? */
+static int addr_match(const mxgw_spf_check *c, const unsigned char *a,
+                      size_t alen, int cidr) {
+  size_t want = c->v6 ? 16 : 4;
+  if (alen != want)
+    return 0;
+  int full = cidr / 8, rem = cidr % 8;
+  if (memcmp(a, c->ip, (size_t)full))
+    return 0;
+  if (rem) {
+    unsigned char mask = (unsigned char)(0xff << (8 - rem));
+    if ((a[full] & mask) != (c->ip[full] & mask))
+      return 0;
+  }
+  return 1;
+}
+
+/* ---- macro environment -------------------------------------------------- */
+
+/* %{p} for <domain> d (7.3): d itself if validated, else a validated
+ * subdomain of d, else any validated name, else "unknown". */
+static const char *p_value(const mxgw_spf_check *c, const char *d, size_t dn,
+                           size_t *n) {
+  for (size_t i = 0; i < c->p_n; i++) {
+    size_t ln = strlen(c->p_names[i]);
+    if (ln == dn && mxgw__ieq(c->p_names[i], ln, d)) {
+      *n = ln;
+      return c->p_names[i];
+    }
+  }
+  for (size_t i = 0; i < c->p_n; i++) {
+    size_t ln = strlen(c->p_names[i]);
+    if (ln > dn + 1 && c->p_names[i][ln - dn - 1] == '.' &&
+        mxgw__ieq(c->p_names[i] + ln - dn, dn, d)) {
+      *n = ln;
+      return c->p_names[i];
+    }
+  }
+  if (c->p_n) {
+    *n = strlen(c->p_names[0]);
+    return c->p_names[0];
+  }
+  *n = 7;
+  return "unknown";
+}
+
+int mxgw__spf_check_expand(mxgw_spf_check *c, const char *d, size_t dn,
+                           const char *s, size_t n, int flags,
+                           const char **err) {
+  spf_macro_env env;
+  memset(&env, 0, sizeof env);
+#define SETV(L, P, N)                                                          \
+  do {                                                                         \
+    env.v[(L) - 'a'] = (P);                                                    \
+    env.n[(L) - 'a'] = (N);                                                    \
+  } while (0)
+  SETV('s', c->sender, c->sender_n);
+  SETV('l', c->local, c->local_n);
+  SETV('o', c->sdomain, c->sdomain_n);
+  SETV('d', d, dn);
+  SETV('i', c->i_str, c->i_len);
+  SETV('h', c->helo, c->helo_n);
+  SETV('c', c->c_str, c->c_len);
+  if (c->receiver)
+    SETV('r', c->receiver, c->receiver_n);
+  else
+    SETV('r', "unknown", 7);
+  SETV('t', c->t_str, c->t_len);
+  if (c->v6)
+    SETV('v', "ip6", 3);
+  else
+    SETV('v', "in-addr", 7);
+  if (c->p_state == 2) {
+    size_t pn;
+    const char *p = p_value(c, d, dn, &pn);
+    SETV('p', p, pn);
+  }
+#undef SETV
+  return mxgw__spf_expand(&c->scratch, &c->mem, &env, s, n, flags, err);
+}
+
+/* ---- asking the resolver ------------------------------------------------ */
+
+static void handle(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans);
+static void advance(mxgw_spf_check *c);
+static void batch_done(mxgw_spf_check *c);
+
+static int timed_out(mxgw_spf_check *c) {
+  if (c->timeout_ms <= 0 || mono_ms() - c->start_ms <= c->timeout_ms)
+    return 0;
+  set_problem(c, MXGW_SPF_TEMPERROR,
+              "evaluation took longer than %lld ms (RFC 7208 4.6.4)",
+              (long long)c->timeout_ms);
+  return 1;
+}
+
+static void on_answer(void *arg, int st, const mxgw_dns_answer *ans) {
+  mxgw_spf_check *c = arg;
+  c->q = NULL;
+  if (c->done)
+    return;
+  if (timed_out(c)) {
+    advance(c);
+    return;
+  }
+  handle(c, st, ans);
+  advance(c);
+}
+
+static void ask(mxgw_spf_check *c, const char *name, int type, int wait) {
+  c->wait = wait;
+  c->qname = name;
+  c->qtype = type;
+  c->queries++;
+  int rv = mxgw_resolver_query(c->r, name, type, on_answer, c, &c->q);
+  if (rv == MXGW_OK)
+    return;
+  c->q = NULL;
+  if (rv == MXGW_E_NOMEM) {
+    nomem(c);
+    return;
+  }
+  /* the resolver refused the name: as a malformed answer */
+  handle(c, MXGW_DNS_ERROR, NULL);
+}
+
+/* A summary of an answer for the trace, built in the arena. */
+static void tr_answer(mxgw_spf_check *c, int type, const char *name, int st,
+                      const mxgw_dns_answer *ans) {
+  tr_str(c, type_name(type));
+  tr_str(c, " ");
+  tr_esc(c, name, strlen(name), 300);
+  tr_str(c, ": ");
+  tr_str(c, mxgw_dns_status_name(st));
+  if (st != MXGW_DNS_OK || !ans)
+    return;
+  size_t n = mxgw_dns_answer_count(ans);
+  if (type == MXGW_DNS_TXT || n > 1) {
+    tr_str(c, ", ");
+    tr_num(c, (long)n);
+    tr_str(c, n == 1 ? " record" : " records");
+  }
+  tr_str(c, ":");
+  size_t shown = n > 16 ? 16 : n;
+  for (size_t i = 0; i < shown; i++) {
+    const char *p;
+    size_t l;
+    if (mxgw_dns_answer_data(ans, i, &p, &l))
+      continue;
+    tr_str(c, i ? ", " : " ");
+    switch (type) {
+    case MXGW_DNS_A:
+    case MXGW_DNS_AAAA:
+      tr_addr(c, p, l);
+      break;
+    case MXGW_DNS_TXT:
+      tr_str(c, "\"");
+      tr_esc(c, p, l, 400);
+      tr_str(c, "\"");
+      break;
+    case MXGW_DNS_MX:
+      tr_num(c, mxgw_dns_answer_pref(ans, i));
+      tr_str(c, " ");
+      if (l)
+        tr_esc(c, p, l, 300);
+      else
+        tr_str(c, ". (null MX)");
+      break;
+    default:
+      tr_esc(c, p, l, 300);
+    }
+  }
+  if (shown < n) {
+    tr_str(c, " ... (");
+    tr_num(c, (long)(n - shown));
+    tr_str(c, " more)");
+  }
+}
+
+/* ---- batches ------------------------------------------------------------ */
+
+static void on_slot(void *arg, int st, const mxgw_dns_answer *ans) {
+  spf_slot *s = arg;
+  mxgw_spf_check *c = s->c;
+  s->q = NULL;
+  s->status = st;
+  if (c->done)
+    return;
+  if (st == MXGW_DNS_OK) {
+    int cidr;
+    if (c->wait == W_BATCH_MX) {
+      const spf_term *t = cur_term(c);
+      cidr = c->v6 ? t->cidr6 : t->cidr4;
+    } else {
+      cidr = c->v6 ? 128 : 32;
+    }
+    size_t n = mxgw_dns_answer_count(ans);
+    for (size_t i = 0; i < n && !s->match; i++) {
+      const char *p;
+      size_t l;
+      if (!mxgw_dns_answer_data(ans, i, &p, &l) &&
+          addr_match(c, (const unsigned char *)p, l, cidr))
+        s->match = 1;
+    }
+  }
+  if (c->trace_on) {
+    /* render the summary into the trace buffer, then move it aside */
+    size_t start = c->trace_text.len;
+    tr_answer(c, c->v6 ? MXGW_DNS_AAAA : MXGW_DNS_A, s->name, st, ans);
+    s->summary = mxgw__spf_strndup(&c->arena, &c->mem,
+                                   c->trace_text.data + start,
+                                   c->trace_text.len - start);
+    s->summary_n = s->summary ? c->trace_text.len - start : 0;
+    c->trace_text.len = start;
+  }
+  if (--c->slots_pending)
+    return;
+  if (timed_out(c)) {
+    advance(c);
+    return;
+  }
+  batch_done(c);
+  advance(c);
+}
+
+/* Ask the address lookups of a batch; slots with status -1 stay unasked. */
+static void batch_start(mxgw_spf_check *c, int wait) {
+  c->wait = wait;
+  c->slots_pending = 0;
+  for (size_t i = 0; i < c->nslots; i++) {
+    spf_slot *s = &c->slots[i];
+    if (s->status != 0)
+      continue;
+    c->queries++;
+    int rv = mxgw_resolver_query(c->r, s->name,
+                                 c->v6 ? MXGW_DNS_AAAA : MXGW_DNS_A, on_slot,
+                                 s, &s->q);
+    if (rv == MXGW_OK) {
+      c->slots_pending++;
+    } else {
+      s->q = NULL;
+      s->status = MXGW_DNS_ERROR;
+      if (rv == MXGW_E_NOMEM) {
+        nomem(c);
+        return;
+      }
+    }
+  }
+  if (!c->slots_pending)
+    batch_done(c);
+}
+
+static spf_slot *slots_new(mxgw_spf_check *c, size_t n) {
+  c->slots = mxgw__spf_alloc(&c->arena, &c->mem, (n ? n : 1) * sizeof *c->slots);
+  c->nslots = 0;
+  if (c->slots)
+    memset(c->slots, 0, (n ? n : 1) * sizeof *c->slots);
+  return c->slots;
+}
+
+/* Trace the slots' answers in order, up to index last (inclusive). */
+static void tr_slots(mxgw_spf_check *c, size_t last, int depth) {
+  TRACE(c) {
+    for (size_t i = 0; i <= last && i < c->nslots; i++) {
+      spf_slot *s = &c->slots[i];
+      if (s->status < 0 || !s->summary)
+        continue;
+      tr_put(c, s->summary, s->summary_n);
+      tr_end(c, depth, MXGW_SPF_TRACE_QUERY);
+    }
+  }
+}
+
+/* ---- targets ------------------------------------------------------------ */
+
+enum { TG_OK = 0, TG_WAIT, TG_INVALID, TG_ERR };
+
+static void need_p(mxgw_spf_check *c);
+
+/* The target name of a term (or of exp=): <domain>, or the expansion of its
+ * domain-spec. */
+static int target(mxgw_spf_check *c, const char *dom, size_t dn,
+                  const char *spec, size_t sn, int uses_p, const char **out,
+                  size_t *outn) {
+  if (!spec) {
+    *out = dom;
+    *outn = dn;
+    return TG_OK;
+  }
+  if (uses_p && c->p_state != 2) {
+    need_p(c);
+    return c->phase == PH_DONE ? TG_ERR : TG_WAIT;
+  }
+  const char *err = NULL;
+  int rv = mxgw__spf_check_expand(c, dom, dn, spec, sn, SPF_M_DOMAIN, &err);
+  if (rv == MXGW_E_NOMEM) {
+    nomem(c);
+    return TG_ERR;
+  }
+  if (rv) { /* checked at parse time; cannot happen */
+    set_problem(c, MXGW_SPF_PERMERROR, "bad macro in \"%.*s\": %s",
+                (int)(sn > 200 ? 200 : sn), spec, err);
+    return TG_ERR;
+  }
+  size_t n = mxgw__buf_size(&c->scratch);
+  char *t = mxgw__spf_strndup(&c->arena, &c->mem, mxgw__buf_ptr(&c->scratch), n);
+  if (!t) {
+    nomem(c);
+    return TG_ERR;
+  }
+  *out = t;
+  *outn = n;
+  return mxgw__spf_name_ok(t, n) ? TG_INVALID : TG_OK;
+}
+
+/* ---- %{p} ----------------------------------------------------------------- */
+
+static void need_p(mxgw_spf_check *c) {
+  if (c->p_state)
+    return;
+  c->p_state = 1;
+  ask(c, c->rev, MXGW_DNS_PTR, W_P_PTR);
+}
+
+static void p_ptr_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans) {
+  TRACE(c) {
+    tr_answer(c, MXGW_DNS_PTR, c->rev, st, ans);
+    tr_str(c, " (for the %{p} macro)");
+    tr_end(c, c->fr ? c->fr->depth : 0, MXGW_SPF_TRACE_QUERY);
+  }
+  if (st != MXGW_DNS_OK) {
+    c->p_state = 2;
+    return;
+  }
+  size_t n = mxgw_dns_answer_count(ans);
+  if ((int)n > c->ptr_names)
+    c->ptr_names = (int)n;
+  if (n > (size_t)c->max_ptr)
+    n = (size_t)c->max_ptr;
+  if (!slots_new(c, n)) {
+    nomem(c);
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    const char *p;
+    size_t l;
+    mxgw_dns_answer_data(ans, i, &p, &l);
+    if (l && p[l - 1] == '.')
+      l--;
+    spf_slot *s = &c->slots[c->nslots++];
+    s->c = c;
+    s->name = mxgw__spf_strndup(&c->arena, &c->mem, p, l);
+    s->nlen = l;
+    if (!s->name) {
+      nomem(c);
+      return;
+    }
+    s->status = mxgw__spf_name_ok(p, l) ? -1 : 0;
+  }
+  batch_start(c, W_BATCH_P);
+}
+
+static void p_batch_done(mxgw_spf_check *c) {
+  size_t k = 0;
+  for (size_t i = 0; i < c->nslots; i++)
+    if (c->slots[i].status == MXGW_DNS_OK && c->slots[i].match)
+      k++;
+  c->p_names = mxgw__spf_alloc(&c->arena, &c->mem, (k ? k : 1) * sizeof(char *));
+  if (!c->p_names) {
+    nomem(c);
+    return;
+  }
+  c->p_n = 0;
+  for (size_t i = 0; i < c->nslots; i++)
+    if (c->slots[i].status == MXGW_DNS_OK && c->slots[i].match)
+      c->p_names[c->p_n++] = c->slots[i].name;
+  tr_slots(c, c->nslots, c->fr ? c->fr->depth : 0);
+  TRACE(c) {
+    tr_str(c, "%{p}: ");
+    if (!c->p_n)
+      tr_str(c, "no validated name (\"unknown\")");
+    for (size_t i = 0; i < c->p_n; i++) {
+      tr_str(c, i ? ", " : "validated ");
+      tr_str(c, c->p_names[i]);
+    }
+    tr_end(c, c->fr ? c->fr->depth : 0, MXGW_SPF_TRACE_TERM);
+  }
+  c->p_state = 2;
+  c->nslots = 0;
+}
+
+/* ---- terms ------------------------------------------------------------- */
+
+static void term_outcome(mxgw_spf_check *c, int outcome, const char *why) {
+  c->fr->outcome = outcome;
+  c->fr->why = why;
+  c->fr->sub = SUB_DONE;
+  c->wait = W_NONE;
+}
+
+/* Count a void lookup (4.6.4); 1 if the limit is now exceeded. */
+static int void_lookup(mxgw_spf_check *c, const spf_term *t) {
+  if (++c->voids <= c->max_void)
+    return 0;
+  set_problem(c, MXGW_SPF_PERMERROR,
+              "more than %d void lookups, at \"%.*s\" in %.*s (RFC 7208 "
+              "4.6.4)",
+              c->max_void, (int)(t->tlen > 200 ? 200 : t->tlen), t->text,
+              (int)c->fr->dlen, c->fr->domain);
+  return 1;
+}
+
+static const char *void_why(mxgw_spf_check *c, const char *name, int type,
+                            int st) {
+  char buf[400];
+  snprintf(buf, sizeof buf, "%.260s has no %s record: %s, void lookup %d of %d",
+           name, type_name(type), mxgw_dns_status_name(st), c->voids,
+           c->max_void);
+  return mxgw__spf_strndup(&c->arena, &c->mem, buf, strlen(buf));
+}
+
+static const char *fmt_why(mxgw_spf_check *c, const char *fmt, ...)
+    MXGW_PRINTF(2, 3);
+static const char *fmt_why(mxgw_spf_check *c, const char *fmt, ...) {
+  if (!c->trace_on)
+    return "";
+  char buf[600];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return "";
+  return mxgw__spf_strndup(&c->arena, &c->mem, buf,
+                           (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+}
+
+static void dns_error(mxgw_spf_check *c, const spf_term *t, int type,
+                      const char *name, int st) {
+  set_problem(c, MXGW_SPF_TEMPERROR, "%.*s%s%s lookup for %.260s: %s",
+              t ? (int)(t->tlen > 200 ? 200 : t->tlen) : 0, t ? t->text : "",
+              t ? ": " : "", type_name(type), name, mxgw_dns_status_name(st));
+}
+
+static int is_dns_term(int type) {
+  return type == T_INCLUDE || type == T_A || type == T_MX || type == T_PTR ||
+         type == T_EXISTS || type == T_REDIRECT;
+}
+
+static void push_include(mxgw_spf_check *c, const char *name, size_t n) {
+  spf_frame *f = mxgw__spf_alloc(&c->arena, &c->mem, sizeof *f);
+  if (!f) {
+    nomem(c);
+    return;
+  }
+  memset(f, 0, sizeof *f);
+  f->up = c->fr;
+  f->domain = name;
+  f->dlen = n;
+  f->depth = c->fr->depth + 1;
+  f->rec.redirect = f->rec.exp = -1;
+  f->state = F_NEED_RECORD;
+  c->fr->sub = SUB_WAIT; /* until the child frame is done */
+  c->fr = f;
+}
+
+/* The client address as text with a CIDR, for reasons in the trace. */
+static const char *client_cidr(mxgw_spf_check *c, int cidr, char *buf,
+                               size_t cap) {
+  snprintf(buf, cap, "%s/%d", c->c_str, cidr);
+  return buf;
+}
+
+static void eval_ip(mxgw_spf_check *c, const spf_term *t) {
+  int v6t = (t->type == T_IP6);
+  if (v6t != c->v6) {
+    term_outcome(c, O_NOMATCH,
+                 c->v6 ? "the client address is IPv6"
+                       : "the client address is IPv4");
+    return;
+  }
+  int cidr = v6t ? t->cidr6 : t->cidr4;
+  if (addr_match(c, t->addr, v6t ? 16 : 4, cidr)) {
+    term_outcome(c, O_MATCH, "");
+    return;
+  }
+  const char *colon = memchr(t->text, ':', t->tlen);
+  size_t off = colon ? (size_t)(colon + 1 - t->text) : t->tlen;
+  term_outcome(c, O_NOMATCH,
+               fmt_why(c, "%s is not in %.*s", c->c_str, (int)(t->tlen - off),
+                       t->text + off));
+}
+
+/* Evaluate the current term (or redirect) as far as possible. */
+static void step_term(mxgw_spf_check *c) {
+  spf_frame *f = c->fr;
+  const spf_term *t = cur_term(c);
+  if (f->sub == SUB_BEGIN) {
+    if (is_dns_term(t->type) && ++c->dns_terms > c->max_terms) {
+      set_problem(c, MXGW_SPF_PERMERROR,
+                  "more than %d DNS-querying terms, at \"%.*s\" in %.*s "
+                  "(RFC 7208 4.6.4)",
+                  c->max_terms, (int)(t->tlen > 200 ? 200 : t->tlen), t->text,
+                  (int)f->dlen, f->domain);
+      return;
+    }
+    f->sub = SUB_TARGET;
+  }
+  switch (t->type) {
+  case T_ALL:
+    term_outcome(c, O_MATCH, "");
+    return;
+  case T_IP4:
+  case T_IP6:
+    eval_ip(c, t);
+    return;
+  default:
+    break;
+  }
+  const char *name;
+  size_t nl;
+  int tg = target(c, f->domain, f->dlen, t->spec, t->slen,
+                  (t->flags & SPF_TF_USES_P) != 0, &name, &nl);
+  if (tg == TG_WAIT || tg == TG_ERR)
+    return;
+  f->target = name;
+  f->tlen = nl;
+  if (tg == TG_INVALID) {
+    if (t->type == T_INCLUDE || t->type == T_REDIRECT) {
+      set_problem(c, MXGW_SPF_PERMERROR,
+                  "%.*s: target \"%.*s\" is not a valid domain name (RFC "
+                  "7208 %s)",
+                  (int)(t->tlen > 200 ? 200 : t->tlen), t->text,
+                  (int)(nl > 260 ? 260 : nl), name,
+                  t->type == T_INCLUDE ? "5.2" : "6.1");
+      return;
+    }
+    /* RFC 7208 leaves this undefined; treated as a name that does not
+     * exist (4.3, 5/10), i.e. a void lookup and no match */
+    if (void_lookup(c, t))
+      return;
+    term_outcome(c, O_NOMATCH,
+                 fmt_why(c, "\"%.*s\" is not a valid domain name: treated as "
+                            "non-existent, void lookup %d of %d",
+                         (int)(nl > 260 ? 260 : nl), name, c->voids,
+                         c->max_void));
+    return;
+  }
+  f->sub = SUB_WAIT;
+  switch (t->type) {
+  case T_INCLUDE:
+    TRACE(c) {
+      tr_esc(c, t->text, t->tlen, 300);
+      tr_str(c, ": checking ");
+      tr_esc(c, name, nl, 300);
+      tr_end(c, f->depth, MXGW_SPF_TRACE_TERM);
+    }
+    push_include(c, name, nl);
+    return;
+  case T_REDIRECT:
+    TRACE(c) {
+      tr_esc(c, t->text, t->tlen, 300);
+      tr_str(c, ": no mechanism matched; the result is that of ");
+      tr_esc(c, name, nl, 300);
+      tr_end(c, f->depth, MXGW_SPF_TRACE_TERM);
+    }
+    f->domain = name;
+    f->dlen = nl;
+    f->redirected = 1;
+    f->rec.terms = NULL;
+    f->rec.n = 0;
+    f->rec.redirect = f->rec.exp = -1;
+    f->pos = 0;
+    f->sub = SUB_BEGIN;
+    f->state = F_NEED_RECORD;
+    return;
+  case T_A:
+    ask(c, name, c->v6 ? MXGW_DNS_AAAA : MXGW_DNS_A, W_A);
+    return;
+  case T_MX:
+    ask(c, name, MXGW_DNS_MX, W_MX);
+    return;
+  case T_PTR:
+    ask(c, c->rev, MXGW_DNS_PTR, W_PTR);
+    return;
+  case T_EXISTS:
+    ask(c, name, MXGW_DNS_A, W_EXISTS);
+    return;
+  }
+}
+
+/* ---- answers ------------------------------------------------------------ */
+
+static void record_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans) {
+  spf_frame *f = c->fr;
+  TRACE(c) {
+    tr_answer(c, MXGW_DNS_TXT, f->domain, st, ans);
+    tr_end(c, f->depth, MXGW_SPF_TRACE_QUERY);
+  }
+  if (st != MXGW_DNS_OK && st != MXGW_DNS_NXDOMAIN && st != MXGW_DNS_NODATA) {
+    const spf_term *t = f->up ? &f->up->rec.terms[f->up->pos] : NULL;
+    set_problem(c, MXGW_SPF_TEMPERROR, "%.*s%sTXT lookup for %.*s: %s",
+                t ? (int)(t->tlen > 200 ? 200 : t->tlen) : 0, t ? t->text : "",
+                t ? ": " : "", (int)f->dlen, f->domain,
+                mxgw_dns_status_name(st));
+    return;
+  }
+  size_t n = st == MXGW_DNS_OK ? mxgw_dns_answer_count(ans) : 0;
+  const char *rec = NULL;
+  size_t rlen = 0, found = 0;
+  for (size_t i = 0; i < n; i++) {
+    const char *p;
+    size_t l;
+    if (mxgw_dns_answer_data(ans, i, &p, &l))
+      continue;
+    if (mxgw__spf_is_record(p, l)) {
+      found++;
+      rec = p;
+      rlen = l;
+    }
+  }
+  if (found > 1) {
+    set_problem(c, MXGW_SPF_PERMERROR,
+                "%.*s has %zu SPF records (RFC 7208 4.5)", (int)f->dlen,
+                f->domain, found);
+    return;
+  }
+  if (found == 0) {
+    TRACE(c) {
+      tr_esc(c, f->domain, f->dlen, 300);
+      if (st != MXGW_DNS_OK)
+        tr_str(c, st == MXGW_DNS_NXDOMAIN ? ": the domain does not exist"
+                                          : ": no TXT records");
+      else
+        tr_str(c, ": no TXT record starts with \"v=spf1\"");
+      tr_str(c, ", so no SPF record");
+      tr_end(c, f->depth, MXGW_SPF_TRACE_RECORD);
+    }
+    f->result = MXGW_SPF_NONE;
+    f->state = F_DONE;
+    return;
+  }
+  char *copy = mxgw__spf_strndup(&c->arena, &c->mem, rec, rlen);
+  if (!copy) {
+    nomem(c);
+    return;
+  }
+  TRACE(c) {
+    tr_esc(c, f->domain, f->dlen, 300);
+    tr_str(c, ": ");
+    tr_esc(c, copy, rlen, 4096);
+    tr_end(c, f->depth, MXGW_SPF_TRACE_RECORD);
+  }
+  char err[300];
+  int rv = mxgw__spf_parse(&c->arena, &c->mem, copy, rlen, &f->rec, err,
+                           sizeof err);
+  if (rv == MXGW_E_NOMEM) {
+    nomem(c);
+    return;
+  }
+  if (rv) {
+    set_problem(c, MXGW_SPF_PERMERROR, "%.*s: %s (RFC 7208 4.6)",
+                (int)f->dlen, f->domain, err);
+    return;
+  }
+  f->state = F_TERMS;
+  f->pos = 0;
+  f->sub = SUB_BEGIN;
+}
+
+static void a_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans,
+                     int exists) {
+  spf_frame *f = c->fr;
+  const spf_term *t = cur_term(c);
+  TRACE(c) {
+    tr_answer(c, c->qtype, f->target, st, ans);
+    tr_end(c, f->depth, MXGW_SPF_TRACE_QUERY);
+  }
+  if (st == MXGW_DNS_NXDOMAIN || st == MXGW_DNS_NODATA) {
+    if (void_lookup(c, t))
+      return;
+    term_outcome(c, O_NOMATCH, c->trace_on ? void_why(c, f->target, c->qtype, st) : "");
+    return;
+  }
+  if (st != MXGW_DNS_OK) {
+    dns_error(c, t, c->qtype, f->target, st);
+    return;
+  }
+  if (exists) {
+    term_outcome(c, O_MATCH, "");
+    return;
+  }
+  int cidr = c->v6 ? t->cidr6 : t->cidr4;
+  size_t n = mxgw_dns_answer_count(ans);
+  for (size_t i = 0; i < n; i++) {
+    const char *p;
+    size_t l;
+    if (!mxgw_dns_answer_data(ans, i, &p, &l) &&
+        addr_match(c, (const unsigned char *)p, l, cidr)) {
+      term_outcome(c, O_MATCH, "");
+      return;
+    }
+  }
+  char cb[64];
+  term_outcome(c, O_NOMATCH,
+               fmt_why(c, "no %s address of %.260s is within %s",
+                       type_name(c->qtype), f->target,
+                       client_cidr(c, cidr, cb, sizeof cb)));
+}
+
+static void mx_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans) {
+  spf_frame *f = c->fr;
+  const spf_term *t = cur_term(c);
+  TRACE(c) {
+    tr_answer(c, MXGW_DNS_MX, f->target, st, ans);
+    tr_end(c, f->depth, MXGW_SPF_TRACE_QUERY);
+  }
+  if (st == MXGW_DNS_NXDOMAIN || st == MXGW_DNS_NODATA) {
+    if (void_lookup(c, t))
+      return;
+    term_outcome(c, O_NOMATCH, c->trace_on ? void_why(c, f->target, MXGW_DNS_MX, st) : "");
+    return;
+  }
+  if (st != MXGW_DNS_OK) {
+    dns_error(c, t, MXGW_DNS_MX, f->target, st);
+    return;
+  }
+  size_t n = mxgw_dns_answer_count(ans);
+  if ((int)n > c->mx_names)
+    c->mx_names = (int)n;
+  if (n > (size_t)c->max_mx) {
+    set_problem(c, MXGW_SPF_PERMERROR,
+                "%.*s: %.260s has %zu MX names, more than %d (RFC 7208 "
+                "4.6.4)",
+                (int)(t->tlen > 200 ? 200 : t->tlen), t->text, f->target, n,
+                c->max_mx);
+    return;
+  }
+  if (!slots_new(c, n)) {
+    nomem(c);
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    const char *p;
+    size_t l;
+    mxgw_dns_answer_data(ans, i, &p, &l);
+    if (l && p[l - 1] == '.')
+      l--;
+    spf_slot *s = &c->slots[c->nslots++];
+    s->c = c;
+    s->name = mxgw__spf_strndup(&c->arena, &c->mem, p, l);
+    s->nlen = l;
+    if (!s->name) {
+      nomem(c);
+      return;
+    }
+    /* a null MX (".", RFC 7505) or a bad name has no addresses to ask */
+    s->status = (l == 0 || mxgw__spf_name_ok(p, l)) ? -1 : 0;
+  }
+  batch_start(c, W_BATCH_MX);
+}
+
+static void mx_batch_done(mxgw_spf_check *c) {
+  spf_frame *f = c->fr;
+  const spf_term *t = cur_term(c);
+  for (size_t i = 0; i < c->nslots; i++) {
+    spf_slot *s = &c->slots[i];
+    if (s->status < 0)
+      continue;
+    if (s->status == MXGW_DNS_OK && s->match) {
+      tr_slots(c, i, f->depth);
+      term_outcome(c, O_MATCH, fmt_why(c, "via MX host %s", s->name));
+      return;
+    }
+    if (s->status != MXGW_DNS_OK && s->status != MXGW_DNS_NXDOMAIN &&
+        s->status != MXGW_DNS_NODATA) {
+      tr_slots(c, i, f->depth);
+      dns_error(c, t, c->v6 ? MXGW_DNS_AAAA : MXGW_DNS_A, s->name, s->status);
+      return;
+    }
+  }
+  tr_slots(c, c->nslots, f->depth);
+  char cb[64];
+  term_outcome(c, O_NOMATCH,
+               fmt_why(c, "no address of the %zu MX host%s of %.260s is within %s",
+                       c->nslots, c->nslots == 1 ? "" : "s", f->target,
+                       client_cidr(c, c->v6 ? t->cidr6 : t->cidr4, cb,
+                                   sizeof cb)));
+}
+
+static void ptr_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans) {
+  spf_frame *f = c->fr;
+  const spf_term *t = cur_term(c);
+  TRACE(c) {
+    tr_answer(c, MXGW_DNS_PTR, c->rev, st, ans);
+    tr_end(c, f->depth, MXGW_SPF_TRACE_QUERY);
+  }
+  if (st == MXGW_DNS_NXDOMAIN || st == MXGW_DNS_NODATA) {
+    if (void_lookup(c, t))
+      return;
+    term_outcome(c, O_NOMATCH, c->trace_on ? void_why(c, c->rev, MXGW_DNS_PTR, st) : "");
+    return;
+  }
+  if (st != MXGW_DNS_OK) {
+    /* 5.5: a DNS error in the PTR lookup makes the mechanism not match */
+    term_outcome(c, O_NOMATCH,
+                 fmt_why(c, "the PTR lookup failed (%s), so ptr does not match "
+                            "(RFC 7208 5.5)",
+                         mxgw_dns_status_name(st)));
+    return;
+  }
+  size_t n = mxgw_dns_answer_count(ans);
+  if ((int)n > c->ptr_names)
+    c->ptr_names = (int)n;
+  if (n > (size_t)c->max_ptr)
+    n = (size_t)c->max_ptr; /* 4.6.4: the rest are ignored */
+  if (!slots_new(c, n)) {
+    nomem(c);
+    return;
+  }
+  size_t cand = 0;
+  for (size_t i = 0; i < n; i++) {
+    const char *p;
+    size_t l;
+    mxgw_dns_answer_data(ans, i, &p, &l);
+    if (l && p[l - 1] == '.')
+      l--;
+    /* only names in the target domain can match: validate just those */
+    int in = 0;
+    if (l == f->tlen)
+      in = mxgw__ieq(p, l, f->target) || (l == 0 && f->tlen == 0);
+    else if (l > f->tlen && p[l - f->tlen - 1] == '.')
+      in = mxgw__ieq(p + l - f->tlen, f->tlen, f->target);
+    spf_slot *s = &c->slots[c->nslots++];
+    s->c = c;
+    s->name = mxgw__spf_strndup(&c->arena, &c->mem, p, l);
+    s->nlen = l;
+    if (!s->name) {
+      nomem(c);
+      return;
+    }
+    s->status = (in && !mxgw__spf_name_ok(p, l)) ? 0 : -1;
+    cand += (s->status == 0);
+  }
+  if (!cand) {
+    term_outcome(c, O_NOMATCH,
+                 fmt_why(c, "no PTR name of %s is in %.260s", c->c_str,
+                         f->target));
+    return;
+  }
+  batch_start(c, W_BATCH_PTR);
+}
+
+static void ptr_batch_done(mxgw_spf_check *c) {
+  spf_frame *f = c->fr;
+  for (size_t i = 0; i < c->nslots; i++) {
+    spf_slot *s = &c->slots[i];
+    if (s->status == MXGW_DNS_OK && s->match) {
+      tr_slots(c, i, f->depth);
+      term_outcome(c, O_MATCH, fmt_why(c, "%s is validated", s->name));
+      return;
+    }
+  }
+  tr_slots(c, c->nslots, f->depth);
+  term_outcome(c, O_NOMATCH,
+               fmt_why(c, "no PTR name of %s in %.260s resolves back to it",
+                       c->c_str, f->target));
+}
+
+static void exp_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans);
+
+static void handle(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans) {
+  int w = c->wait;
+  c->wait = W_NONE;
+  switch (w) {
+  case W_RECORD:
+    record_answer(c, st, ans);
+    break;
+  case W_A:
+    a_answer(c, st, ans, 0);
+    break;
+  case W_EXISTS:
+    a_answer(c, st, ans, 1);
+    break;
+  case W_MX:
+    mx_answer(c, st, ans);
+    break;
+  case W_PTR:
+    ptr_answer(c, st, ans);
+    break;
+  case W_P_PTR:
+    p_ptr_answer(c, st, ans);
+    break;
+  case W_EXP:
+    exp_answer(c, st, ans);
+    break;
+  }
+}
+
+static void batch_done(mxgw_spf_check *c) {
+  int w = c->wait;
+  c->wait = W_NONE;
+  switch (w) {
+  case W_BATCH_MX:
+    mx_batch_done(c);
+    break;
+  case W_BATCH_PTR:
+    ptr_batch_done(c);
+    break;
+  case W_BATCH_P:
+    p_batch_done(c);
+    break;
+  }
+}
+
+/* ---- explanation (RFC 7208 6.2) ----------------------------------------- */
+
+static void exp_default(mxgw_spf_check *c, const char *why) {
+  TRACE(c) {
+    if (c->exp_term) {
+      tr_esc(c, c->exp_term->text, c->exp_term->tlen, 300);
+      tr_str(c, ": ");
+      tr_str(c, why);
+      tr_str(c, ", so the default explanation is used (RFC 7208 6.2)");
+      tr_end(c, 0, MXGW_SPF_TRACE_TERM);
+    }
+  }
+  c->xstate = X_DEFAULT;
+}
+
+static void exp_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans) {
+  TRACE(c) {
+    tr_answer(c, MXGW_DNS_TXT, c->qname, st, ans);
+    tr_str(c, " (exp=)");
+    tr_end(c, 0, MXGW_SPF_TRACE_QUERY);
+  }
+  if (st != MXGW_DNS_OK) {
+    exp_default(c, "no TXT record");
+    return;
+  }
+  if (mxgw_dns_answer_count(ans) != 1) {
+    exp_default(c, "more than one TXT record");
+    return;
+  }
+  const char *p;
+  size_t l;
+  mxgw_dns_answer_data(ans, 0, &p, &l);
+  c->exp_text = mxgw__spf_strndup(&c->arena, &c->mem, p, l);
+  c->exp_text_n = l;
+  if (!c->exp_text) {
+    nomem(c);
+    return;
+  }
+  c->xstate = X_TEXT;
+}
+
+static void set_explanation(mxgw_spf_check *c, int dflt) {
+  size_t n = mxgw__buf_size(&c->scratch);
+  c->explanation = mxgw__spf_strndup(&c->arena, &c->mem,
+                                     mxgw__buf_ptr(&c->scratch), n);
+  c->explanation_n = c->explanation ? n : 0;
+  if (!c->explanation) {
+    nomem(c);
+    return;
+  }
+  TRACE(c) {
+    if (dflt) {
+      tr_str(c, "default explanation: \"");
+    } else {
+      tr_esc(c, c->exp_term->text, c->exp_term->tlen, 300);
+      tr_str(c, ": explanation \"");
+    }
+    tr_esc(c, c->explanation, n, 600);
+    tr_str(c, "\"");
+    tr_end(c, 0, MXGW_SPF_TRACE_TERM);
+  }
+}
+
+static void step_exp(mxgw_spf_check *c) {
+  const char *err = NULL;
+  switch (c->xstate) {
+  case X_START: {
+    if (!c->exp_term) {
+      c->xstate = X_DEFAULT;
+      return;
+    }
+    const spf_term *t = c->exp_term;
+    const char *name;
+    size_t nl;
+    int tg = target(c, c->exp_domain, c->exp_domain_n, t->spec, t->slen,
+                    (t->flags & SPF_TF_USES_P) != 0, &name, &nl);
+    if (tg == TG_WAIT || tg == TG_ERR)
+      return;
+    if (tg == TG_INVALID) {
+      exp_default(c, "the target is not a valid domain name");
+      return;
+    }
+    c->xstate = X_TEXT; /* exp_answer moves on, or to X_DEFAULT */
+    ask(c, name, MXGW_DNS_TXT, W_EXP);
+    return;
+  }
+  case X_TEXT: {
+    int uses_p = 0;
+    if (mxgw__spf_macro_check(c->exp_text, c->exp_text_n, SPF_M_EXP, &uses_p,
+                              NULL, &err)) {
+      exp_default(c, fmt_why(c, "the explanation text is not valid (%s)", err));
+      return;
+    }
+    if (uses_p && c->p_state != 2) {
+      need_p(c);
+      return;
+    }
+    int rv = mxgw__spf_check_expand(c, c->exp_domain, c->exp_domain_n,
+                                    c->exp_text, c->exp_text_n, SPF_M_EXP,
+                                    &err);
+    if (rv == MXGW_E_NOMEM) {
+      nomem(c);
+      return;
+    }
+    if (rv) {
+      exp_default(c, "the explanation text is not valid");
+      return;
+    }
+    set_explanation(c, 0);
+    c->xstate = X_END;
+    return;
+  }
+  case X_DEFAULT: {
+    const char *d = c->defexp ? c->defexp : SPF_DEFAULT_EXP;
+    if (c->p_state != 2) {
+      int uses_p = 0;
+      if (!mxgw__spf_macro_check(d, strlen(d), SPF_M_EXP, &uses_p, NULL,
+                                 &err) &&
+          uses_p) {
+        need_p(c);
+        return;
+      }
+    }
+    int rv = mxgw__spf_check_expand(c, c->exp_domain, c->exp_domain_n, d,
+                                    strlen(d), SPF_M_EXP, &err);
+    if (rv == MXGW_E_NOMEM) {
+      nomem(c);
+      return;
+    }
+    if (rv) /* validated when set */
+      mxgw__buf_reset(&c->scratch);
+    set_explanation(c, 1);
+    c->xstate = X_END;
+    return;
+  }
+  default:
+    c->phase = PH_DONE;
+    return;
+  }
+}
+
+/* ---- frames -------------------------------------------------------------- */
+
+static void frame_done(mxgw_spf_check *c) {
+  spf_frame *f = c->fr;
+  int r = f->result;
+  if (r == MXGW_SPF_NONE && f->redirected) {
+    set_problem(c, MXGW_SPF_PERMERROR,
+                "redirect=%.*s: no SPF record there (RFC 7208 6.1)",
+                (int)f->dlen, f->domain);
+    return;
+  }
+  TRACE(c) {
+    tr_esc(c, f->domain, f->dlen, 300);
+    tr_str(c, ": ");
+    tr_str(c, mxgw_spf_result_name(r));
+    if (f->decided) {
+      tr_str(c, " (");
+      tr_esc(c, f->decided->text, f->decided->tlen, 300);
+      tr_str(c, ")");
+    } else if (r == MXGW_SPF_NEUTRAL) {
+      tr_str(c, " (default: no term matched)");
+    }
+    tr_end(c, f->depth, MXGW_SPF_TRACE_RESULT);
+  }
+  if (!f->up) {
+    c->result = r;
+    c->domain = f->domain;
+    c->domain_n = f->dlen;
+    if (f->decided) {
+      c->mechanism = mxgw__spf_strndup(&c->arena, &c->mem, f->decided->text,
+                                       f->decided->tlen);
+      c->mechanism_n = c->mechanism ? f->decided->tlen : 0;
+    } else if (r == MXGW_SPF_NEUTRAL) {
+      c->mechanism = "default";
+      c->mechanism_n = 7;
+    }
+    if (r == MXGW_SPF_FAIL) {
+      c->exp_term = f->rec.exp >= 0 ? &f->rec.terms[f->rec.exp] : NULL;
+      c->exp_domain = f->domain;
+      c->exp_domain_n = f->dlen;
+      c->phase = PH_EXP;
+      c->xstate = X_START;
+    } else {
+      c->phase = PH_DONE;
+    }
+    return;
+  }
+  spf_frame *up = f->up;
+  c->fr = up;
+  const spf_term *t = &up->rec.terms[up->pos];
+  if (r == MXGW_SPF_NONE) {
+    set_problem(c, MXGW_SPF_PERMERROR,
+                "%.*s: no SPF record at %.*s (RFC 7208 5.2)",
+                (int)(t->tlen > 200 ? 200 : t->tlen), t->text, (int)f->dlen,
+                f->domain);
+    return;
+  }
+  term_outcome(c, r == MXGW_SPF_PASS ? O_MATCH : O_NOMATCH,
+               fmt_why(c, "%.*s gave %s", (int)(f->dlen > 260 ? 260 : f->dlen),
+                       f->domain, mxgw_spf_result_name(r)));
+}
+
+static void step_terms(mxgw_spf_check *c) {
+  spf_frame *f = c->fr;
+  if (f->sub == SUB_DONE) {
+    const spf_term *t = cur_term(c);
+    TRACE(c) {
+      tr_esc(c, t->text, t->tlen, 300);
+      if (f->outcome == O_MATCH) {
+        tr_str(c, ": match");
+        if (f->why && *f->why) {
+          tr_str(c, " (");
+          tr_str(c, f->why);
+          tr_str(c, ")");
+        }
+        tr_str(c, " -> ");
+        tr_str(c, mxgw_spf_result_name(t->qual));
+      } else {
+        tr_str(c, ": no match");
+        if (f->why && *f->why) {
+          tr_str(c, " (");
+          tr_str(c, f->why);
+          tr_str(c, ")");
+        }
+      }
+      tr_end(c, f->depth, MXGW_SPF_TRACE_TERM);
+    }
+    f->sub = SUB_BEGIN;
+    if (f->outcome == O_MATCH) {
+      f->result = t->qual;
+      f->decided = t;
+      f->state = F_DONE;
+      return;
+    }
+    f->pos++;
+  }
+  while (f->pos < f->rec.n && f->rec.terms[f->pos].type >= T_REDIRECT)
+    f->pos++;
+  if (f->pos >= f->rec.n && f->rec.redirect < 0) {
+    f->result = MXGW_SPF_NEUTRAL; /* 4.7 */
+    f->decided = NULL;
+    f->state = F_DONE;
+    return;
+  }
+  step_term(c);
+}
+
+static void step(mxgw_spf_check *c) {
+  if (c->phase == PH_EXP) {
+    step_exp(c);
+    return;
+  }
+  spf_frame *f = c->fr;
+  switch (f->state) {
+  case F_NEED_RECORD:
+    f->state = F_WAIT;
+    ask(c, f->domain, MXGW_DNS_TXT, W_RECORD);
+    return;
+  case F_TERMS:
+    step_terms(c);
+    return;
+  case F_DONE:
+    frame_done(c);
+    return;
+  default: /* F_WAIT without a query: cannot happen */
+    set_problem(c, MXGW_SPF_TEMPERROR, "internal error: lost a lookup");
+    return;
+  }
+}
+
+static void cancel_all(mxgw_spf_check *c) {
+  if (c->q) {
+    mxgw_resolver_cancel(c->r, c->q);
+    c->q = NULL;
+  }
+  for (size_t i = 0; i < c->nslots; i++)
+    if (c->slots[i].q) {
+      mxgw_resolver_cancel(c->r, c->slots[i].q);
+      c->slots[i].q = NULL;
+    }
+  c->slots_pending = 0;
+}
+
+static void finish(mxgw_spf_check *c) {
+  cancel_all(c);
+  c->done = 1;
+  c->phase = PH_DONE;
+  TRACE(c) {
+    tr_str(c, "result: ");
+    tr_str(c, mxgw_spf_result_name(c->result));
+    if (c->mechanism) {
+      tr_str(c, " (");
+      tr_esc(c, c->mechanism, c->mechanism_n, 300);
+      if (c->domain) {
+        tr_str(c, " in ");
+        tr_esc(c, c->domain, c->domain_n, 300);
+      }
+      tr_str(c, ")");
+    }
+    tr_str(c, "; DNS terms ");
+    tr_num(c, c->dns_terms);
+    tr_str(c, "/");
+    tr_num(c, c->max_terms);
+    tr_str(c, ", void lookups ");
+    tr_num(c, c->voids);
+    tr_str(c, "/");
+    tr_num(c, c->max_void);
+    tr_str(c, ", DNS queries ");
+    tr_num(c, c->queries);
+    tr_end(c, 0, MXGW_SPF_TRACE_RESULT);
+  }
+  mxgw_spf_done_cb cb = c->cb;
+  c->cb = NULL;
+  if (cb)
+    cb(c->cbarg, c); /* last: the hook may free the check */
+}
+
+static void advance(mxgw_spf_check *c) {
+  while (!c->done) {
+    if (c->phase == PH_DONE) {
+      finish(c);
+      return;
+    }
+    if (c->q || c->slots_pending)
+      return;
+    step(c);
+  }
+}
+
+/* ---- checks --------------------------------------------------------------- */
+
+static void check_destroy(mxgw_spf_check *c) {
+  mxgw_mem m = c->mem;
+  mxgw__spf_arena_free(&c->arena, &m);
+  mxgw__buf_free(&c->scratch, &m);
+  mxgw__buf_free(&c->trace_text, &m);
+  mxgw__buf_free(&c->out_json, &m);
+  mxgw__buf_free(&c->out_rspf, &m);
+  mxgw__buf_free(&c->out_ar, &m);
+  mxgw__buf_free(&c->out_reply, &m);
+  mxgw__free(&m, c->tr);
+  mxgw__free(&m, c);
+}
+
+#define POOL_MAX 64
+
+static mxgw_spf_check *check_alloc(mxgw_spf *spf) {
+  mxgw_spf_check *c = spf->pool;
+  if (!c) {
+    c = mxgw__calloc(&spf->mem, 1, sizeof *c);
+    if (!c)
+      return NULL;
+    c->mem = spf->mem;
+    return c;
+  }
+  spf->pool = c->next_free;
+  spf->npool--;
+  /* keep the arena blocks and the buffers' memory, clear the rest */
+  spf_arena arena = c->arena;
+  mxgw_buf b[6] = {c->scratch, c->trace_text, c->out_json,
+                   c->out_rspf, c->out_ar, c->out_reply};
+  spf_trace_ent *tr = c->tr;
+  size_t captr = c->captr;
+  memset(c, 0, sizeof *c);
+  c->mem = spf->mem;
+  c->arena = arena;
+  c->scratch = b[0];
+  c->trace_text = b[1];
+  c->out_json = b[2];
+  c->out_rspf = b[3];
+  c->out_ar = b[4];
+  c->out_reply = b[5];
+  mxgw__buf_reset(&c->scratch);
+  mxgw__buf_reset(&c->trace_text);
+  mxgw__buf_reset(&c->out_json);
+  mxgw__buf_reset(&c->out_rspf);
+  mxgw__buf_reset(&c->out_ar);
+  mxgw__buf_reset(&c->out_reply);
+  c->tr = tr;
+  c->captr = captr;
+  return c;
+}
+
+void mxgw_spf_check_free(mxgw_spf_check *c) {
+  if (!c)
+    return;
+  if (c->in_run) {
+    c->free_pending = 1;
+    c->cb = NULL;
+    return;
+  }
+  if (!c->done)
+    cancel_all(c);
+  mxgw_spf *spf = c->spf;
+  if (spf->npool >= POOL_MAX) {
+    check_destroy(c);
+    return;
+  }
+  mxgw__spf_arena_reset(&c->arena, &c->mem);
+  c->next_free = spf->pool;
+  spf->pool = c;
+  spf->npool++;
+}
+
+/* 4.3: a domain that cannot be an FQDN gives none without a lookup. */
+static int domain_malformed(const char *d, size_t n) {
+  if (n == 0 || n > 253 || d[0] == '[')
+    return 1;
+  size_t lab = 0, labels = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char u = (unsigned char)d[i];
+    if (u <= 0x20 || u == 0x7f)
+      return 1;
+    if (u == '.') {
+      if (!lab)
+        return 1;
+      lab = 0;
+      labels++;
+    } else if (++lab > 63) {
+      return 1;
+    }
+  }
+  if (!lab)
+    return 1;
+  return labels < 1; /* not multi-label */
+}
+
+static int text_ok(const char *s, size_t *n) {
+  size_t l = strlen(s);
+  if (l > 1024)
+    return 0;
+  for (size_t i = 0; i < l; i++)
+    if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] == 0x7f)
+      return 0;
+  *n = l;
+  return 1;
+}
+
+static char *put_u8(char *p, unsigned v) {
+  if (v >= 100)
+    *p++ = (char)('0' + v / 100);
+  if (v >= 10)
+    *p++ = (char)('0' + v / 10 % 10);
+  *p++ = (char)('0' + v % 10);
+  return p;
+}
+
+static void set_ip_strings(mxgw_spf_check *c) {
+  static const char hexu[] = "0123456789ABCDEF";
+  static const char hexl[] = "0123456789abcdef";
+  if (!c->v6) {
+    char *p = c->c_str;
+    for (int i = 0; i < 4; i++) {
+      p = put_u8(p, c->ip[i]);
+      *p++ = i < 3 ? '.' : '\0';
+    }
+    c->c_len = (size_t)(p - c->c_str - 1);
+    memcpy(c->i_str, c->c_str, c->c_len + 1);
+    c->i_len = c->c_len;
+    p = c->rev;
+    for (int i = 3; i >= 0; i--) {
+      p = put_u8(p, c->ip[i]);
+      *p++ = '.';
+    }
+    memcpy(p, "in-addr.arpa", 13);
+    return;
+  }
+  inet_ntop(AF_INET6, c->ip, c->c_str, sizeof c->c_str);
+  c->c_len = strlen(c->c_str);
+  c->i_len = 63;
+  /* %{i}: 32 nibbles, upper case as the RFC 7208 test suite expects */
+  char *p = c->i_str;
+  for (int i = 0; i < 16; i++) {
+    *p++ = hexu[c->ip[i] >> 4];
+    *p++ = '.';
+    *p++ = hexu[c->ip[i] & 15];
+    *p++ = i == 15 ? '\0' : '.';
+  }
+  p = c->rev;
+  for (int i = 15; i >= 0; i--) {
+    *p++ = hexl[c->ip[i] & 15];
+    *p++ = '.';
+    *p++ = hexl[c->ip[i] >> 4];
+    *p++ = '.';
+  }
+  memcpy(p, "ip6.arpa", 9);
+}
+
+int mxgw_spf_check_start(mxgw_spf *spf, const char *ip, const char *helo,
+                         const char *mail_from, int identity,
+                         mxgw_spf_check **out) {
+  if (!out)
+    return MXGW_E_INVAL;
+  *out = NULL;
+  if (!spf || !ip ||
+      (identity != MXGW_SPF_ID_MAILFROM && identity != MXGW_SPF_ID_HELO))
+    return MXGW_E_INVAL;
+  uint8_t addr[16];
+  int v6 = 0;
+  if (inet_pton(AF_INET, ip, addr) != 1) {
+    if (inet_pton(AF_INET6, ip, addr) != 1)
+      return MXGW_E_INVAL;
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (memcmp(addr, mapped, 12) == 0)
+      memmove(addr, addr + 12, 4); /* 5: evaluated as IPv4 */
+    else
+      v6 = 1;
+  }
+  size_t helo_n = 0, from_n = 0;
+  if (!helo)
+    helo = "";
+  if (!mail_from || identity == MXGW_SPF_ID_HELO)
+    mail_from = "";
+  if (!text_ok(helo, &helo_n) || !text_ok(mail_from, &from_n))
+    return MXGW_E_INVAL;
+  /* tolerate angle brackets around the path */
+  if (from_n >= 2 && mail_from[0] == '<' && mail_from[from_n - 1] == '>') {
+    mail_from++;
+    from_n -= 2;
+  }
+  if (from_n == 0 && helo_n == 0)
+    return MXGW_E_INVAL;
+
+  mxgw_spf_check *c = check_alloc(spf);
+  if (!c)
+    return MXGW_E_NOMEM;
+  c->spf = spf;
+  c->r = spf->r;
+  c->identity = identity;
+  c->v6 = v6;
+  memcpy(c->ip, addr, v6 ? 16 : 4);
+  set_ip_strings(c);
+  c->max_terms = spf->max_terms;
+  c->max_void = spf->max_void;
+  c->max_mx = spf->max_mx;
+  c->max_ptr = spf->max_ptr;
+  c->timeout_ms = spf->timeout_ms;
+  c->trace_on = spf->trace;
+  c->defexp = spf->defexp;
+  c->start_ms = c->timeout_ms > 0 ? mono_ms() : 0;
+  {
+    uint64_t t = (uint64_t)(spf->now ? spf->now : (int64_t)time(NULL));
+    char b[24];
+    int k = 0;
+    do {
+      b[k++] = (char)('0' + t % 10);
+      t /= 10;
+    } while (t);
+    for (int i = 0; i < k; i++)
+      c->t_str[i] = b[k - 1 - i];
+    c->t_str[k] = '\0';
+    c->t_len = (size_t)k;
+  }
+  mxgw_mem *m = &c->mem;
+  spf_arena *a = &c->arena;
+  c->helo = mxgw__spf_strndup(a, m, helo, helo_n);
+  c->helo_n = helo_n;
+  if (spf->receiver) {
+    c->receiver = spf->receiver; /* copied below */
+    c->receiver_n = strlen(spf->receiver);
+    c->receiver = mxgw__spf_strndup(a, m, spf->receiver, c->receiver_n);
+  }
+  /* the sender (RFC 7208 4.3, 2.4) */
+  const char *local = "postmaster", *dom;
+  size_t local_n = 10, dom_n;
+  if (from_n) {
+    const char *at = NULL;
+    for (size_t i = from_n; i > 0; i--)
+      if (mail_from[i - 1] == '@') {
+        at = mail_from + i - 1;
+        break;
+      }
+    if (at) {
+      if (at > mail_from) {
+        local = mail_from;
+        local_n = (size_t)(at - mail_from);
+      }
+      dom = at + 1;
+      dom_n = from_n - (size_t)(at + 1 - mail_from);
+    } else {
+      dom = mail_from;
+      dom_n = from_n;
+    }
+  } else {
+    dom = helo;
+    dom_n = helo_n;
+  }
+  if (dom_n > 1 && dom[dom_n - 1] == '.')
+    dom_n--;
+  c->local = mxgw__spf_strndup(a, m, local, local_n);
+  c->local_n = local_n;
+  c->sdomain = mxgw__spf_strndup(a, m, dom, dom_n);
+  c->sdomain_n = dom_n;
+  char *snd = mxgw__spf_alloc(a, m, local_n + dom_n + 2);
+  if (!c->helo || !c->local || !c->sdomain || !snd ||
+      (spf->receiver && !c->receiver)) {
+    c->done = 1;
+    mxgw_spf_check_free(c);
+    return MXGW_E_NOMEM;
+  }
+  memcpy(snd, local, local_n);
+  snd[local_n] = '@';
+  memcpy(snd + local_n + 1, dom, dom_n);
+  snd[local_n + 1 + dom_n] = '\0';
+  c->sender = snd;
+  c->sender_n = local_n + 1 + dom_n;
+
+  *out = c;
+  if (domain_malformed(c->sdomain, c->sdomain_n)) {
+    TRACE(c) {
+      tr_esc(c, c->sdomain, c->sdomain_n, 300);
+      tr_str(c, ": not a valid multi-label domain name, so no SPF check "
+                "(RFC 7208 4.3)");
+      tr_end(c, 0, MXGW_SPF_TRACE_RECORD);
+    }
+    c->result = MXGW_SPF_NONE;
+    c->domain = c->sdomain;
+    c->domain_n = c->sdomain_n;
+    c->phase = PH_DONE;
+    finish(c);
+    return MXGW_OK;
+  }
+  spf_frame *f = mxgw__spf_alloc(a, m, sizeof *f);
+  if (!f) {
+    c->done = 1;
+    mxgw_spf_check_free(c);
+    *out = NULL;
+    return MXGW_E_NOMEM;
+  }
+  memset(f, 0, sizeof *f);
+  f->domain = c->sdomain;
+  f->dlen = c->sdomain_n;
+  f->rec.redirect = f->rec.exp = -1;
+  f->state = F_NEED_RECORD;
+  c->fr = f;
+  c->result = MXGW_SPF_NONE;
+  advance(c);
+  return MXGW_OK;
+}
+
+int mxgw_spf_check_set_done_cb(mxgw_spf_check *c, mxgw_spf_done_cb cb,
+                               void *arg) {
+  if (!c)
+    return MXGW_E_INVAL;
+  if (c->done)
+    return MXGW_OK;
+  c->cb = cb;
+  c->cbarg = arg;
+  return MXGW_OK;
+}
+
+int mxgw_spf_check_done(const mxgw_spf_check *c) { return c && c->done; }
+
+static int check_is_done(void *arg) {
+  mxgw_spf_check *c = arg;
+  return c->done || c->free_pending;
+}
+
+int mxgw_spf_check_run(mxgw_spf_check *c, int64_t timeout_ms) {
+  if (!c)
+    return MXGW_E_INVAL;
+  if (c->done)
+    return MXGW_OK;
+  c->in_run++;
+  int rv = mxgw__resolver_run_until(c->r, timeout_ms, check_is_done, c);
+  c->in_run--;
+  if (c->free_pending && !c->in_run) {
+    c->free_pending = 0;
+    mxgw_spf_check_free(c);
+    return MXGW_OK;
+  }
+  if (c->done)
+    return MXGW_OK;
+  return rv ? rv : MXGW_E_TIMEOUT;
+}
+
+static void abort_with(mxgw_spf_check *c, const char *why) {
+  if (!c || c->done)
+    return;
+  cancel_all(c);
+  set_problem(c, MXGW_SPF_TEMPERROR, "%s", why);
+  advance(c);
+}
+
+void mxgw_spf_check_abort(mxgw_spf_check *c) {
+  abort_with(c, "evaluation aborted");
+}
+
+int mxgw_spf_check_sync(mxgw_spf *spf, const char *ip, const char *helo,
+                        const char *mail_from, int identity,
+                        mxgw_spf_check **out) {
+  int rv = mxgw_spf_check_start(spf, ip, helo, mail_from, identity, out);
+  if (rv)
+    return rv;
+  mxgw_spf_check *c = *out;
+  if (c->done)
+    return MXGW_OK;
+  rv = mxgw_spf_check_run(c, spf->timeout_ms > 0 ? spf->timeout_ms : -1);
+  if (rv == MXGW_E_TIMEOUT) {
+    char why[120];
+    snprintf(why, sizeof why,
+             "evaluation took longer than %lld ms (RFC 7208 4.6.4)",
+             (long long)spf->timeout_ms);
+    abort_with(c, why);
+    return MXGW_OK;
+  }
+  if (rv) {
+    mxgw_spf_check_free(c);
+    *out = NULL;
+  }
+  return rv;
+}
+
+/* ---- results ------------------------------------------------------------- */
+
+int mxgw_spf_check_result(const mxgw_spf_check *c) {
+  if (!c)
+    return MXGW_E_INVAL;
+  return c->done ? c->result : MXGW_E_STATE;
+}
+
+int mxgw_spf_check_get_str(const mxgw_spf_check *c, int key, const char **ptr,
+                           size_t *len) {
+  if (!c || !ptr || !len)
+    return MXGW_E_INVAL;
+  const char *p = NULL;
+  size_t n = 0;
+  int need_done = 1;
+  switch (key) {
+  case MXGW_SPF_INFO_MECHANISM:
+    p = c->mechanism, n = c->mechanism_n;
+    break;
+  case MXGW_SPF_INFO_DOMAIN:
+    p = c->domain, n = c->domain_n;
+    break;
+  case MXGW_SPF_INFO_EXPLANATION:
+    p = c->explanation, n = c->explanation_n;
+    break;
+  case MXGW_SPF_INFO_PROBLEM:
+    p = c->problem, n = c->problem_n;
+    break;
+  case MXGW_SPF_INFO_CLIENT_IP:
+    p = c->c_str, n = strlen(c->c_str), need_done = 0;
+    break;
+  case MXGW_SPF_INFO_SENDER:
+    p = c->sender, n = c->sender_n, need_done = 0;
+    break;
+  case MXGW_SPF_INFO_HELO:
+    p = c->helo, n = c->helo_n, need_done = 0;
+    break;
+  case MXGW_SPF_INFO_IDENTITY:
+    p = c->identity == MXGW_SPF_ID_HELO ? "helo" : "mailfrom";
+    n = strlen(p);
+    need_done = 0;
+    break;
+  case MXGW_SPF_INFO_CHECKED_DOMAIN:
+    p = c->sdomain, n = c->sdomain_n, need_done = 0;
+    break;
+  default:
+    return MXGW_E_INVAL;
+  }
+  if (need_done && !c->done)
+    return MXGW_E_STATE;
+  if (!p)
+    return MXGW_E_NOTFOUND;
+  *ptr = p;
+  *len = n;
+  return MXGW_OK;
+}
+
+int mxgw_spf_check_get_int(const mxgw_spf_check *c, int key, int64_t *out) {
+  if (!c || !out)
+    return MXGW_E_INVAL;
+  switch (key) {
+  case MXGW_SPF_INFO_DNS_TERMS:
+    *out = c->dns_terms;
+    break;
+  case MXGW_SPF_INFO_VOID_LOOKUPS:
+    *out = c->voids;
+    break;
+  case MXGW_SPF_INFO_MX_NAMES:
+    *out = c->mx_names;
+    break;
+  case MXGW_SPF_INFO_PTR_NAMES:
+    *out = c->ptr_names;
+    break;
+  case MXGW_SPF_INFO_DNS_QUERIES:
+    *out = c->queries;
+    break;
+  case MXGW_SPF_INFO_IDENTITY_ID:
+    *out = c->identity;
+    break;
+  default:
+    return MXGW_E_INVAL;
+  }
+  return MXGW_OK;
+}
+
+size_t mxgw_spf_check_trace_count(const mxgw_spf_check *c) {
+  return c ? c->ntr : 0;
+}
+
+int mxgw_spf_check_trace(const mxgw_spf_check *c, size_t i, int *depth,
+                         int *kind, const char **ptr, size_t *len) {
+  if (!c || !ptr || !len)
+    return MXGW_E_INVAL;
+  if (i >= c->ntr)
+    return MXGW_E_RANGE;
+  const spf_trace_ent *e = &c->tr[i];
+  if (depth)
+    *depth = e->depth;
+  if (kind)
+    *kind = e->kind;
+  *ptr = c->trace_text.data + e->off;
+  *len = e->len;
+  return MXGW_OK;
+}
