@@ -13,12 +13,22 @@
  *
  *   mxgw-example-smtpd --listen 127.0.0.1:PORT --dir DIR [--hostname NAME]
  *                      [--max-size N] [--max-conns N] [--timeout MS]
- *                      [--quiet]
+ *                      [--tls-cert FILE --tls-key FILE]
+ *                      [--tls-policy none|may|encrypt] [--smtps]
+ *                      [--tls-reload-ms MS] [--quiet]
  *
  * --listen may be repeated and takes "[::1]:PORT" for IPv6; PORT 0 picks a
  * free port. When ready it prints "listening on ADDR:PORT" to stderr for each
  * listener. SIGINT or SIGTERM stop it cleanly: every session is told to shut
  * down (421 4.3.2), unfinished messages are discarded, and it exits 0.
+ *
+ * With --tls-cert/--tls-key it offers STARTTLS (or, with --smtps, speaks
+ * implicit TLS on every listener); the session runs the handshake itself.
+ * The certificate is validated at startup (a certificate that does not
+ * cover --hostname, or a key readable by others, is refused with a message
+ * naming the file) and logged; SIGHUP reloads it, and the files are checked
+ * for changes every --tls-reload-ms: new sessions get a renewed certificate,
+ * sessions in progress keep theirs, a broken one is logged and not used.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* accept4, epoll, signalfd, getopt_long */
@@ -46,6 +56,7 @@
 #include <unistd.h>
 
 #include <mxgw/mxgw.h>
+#include <mxgw/mxgw_tls.h>
 
 #define PROG "mxgw-example-smtpd"
 #define MAX_LISTEN 8
@@ -98,6 +109,9 @@ struct server {
   struct listener ls[MAX_LISTEN];
   size_t nls;
   mxgw_session_config *cfg;
+  mxgw_tls *tls;          /* --tls-cert/--tls-key, or NULL */
+  int64_t tls_interval;   /* --tls-reload-ms */
+  int64_t tls_next_check; /* when to look at the certificate files again */
   char hostname[256];
   struct conn *conns;
   struct conn *graveyard;
@@ -411,8 +425,13 @@ static void on_event(struct conn *c, int ev) {
   case MXGW_EV_RCPT: /* any sender, any recipient */
     rc = mxgw_session_accept(c->s);
     break;
-  case MXGW_EV_STARTTLS: /* not offered by this example */
-    rc = mxgw_session_reply(c->s, 454, "4.7.0", "TLS not available");
+  case MXGW_EV_STARTTLS:
+    /* Offered only with --tls-cert; the session then runs the handshake
+     * itself (its plaintext pipelined after STARTTLS is discarded). */
+    if (c->srv->tls)
+      rc = mxgw_session_accept(c->s);
+    else
+      rc = mxgw_session_reply(c->s, 454, "4.7.0", "TLS not available");
     break;
   case MXGW_EV_AUTH: /* not offered either */
     rc = mxgw_session_reply(c->s, 535, "5.7.8", "Authentication failed");
@@ -774,10 +793,59 @@ static void begin_stop(struct server *srv, int signo, int64_t now) {
   }
 }
 
+/* Log the serving certificate: what an operator checks first. */
+static void log_cert(struct server *srv, const char *what) {
+  size_t i, n = mxgw_tls_cert_count(srv->tls);
+  for (i = 0; i < n; i++) {
+    const char *subj = "", *san = "", *na = "", *kt = "", *fp = "";
+    size_t sl = 0, al = 0, nl = 0, kl = 0, fl = 0;
+    int64_t days = 0, bits = 0;
+    mxgw_tls_cert_str(srv->tls, i, MXGW_CERT_SUBJECT, &subj, &sl);
+    mxgw_tls_cert_str(srv->tls, i, MXGW_CERT_SAN, &san, &al);
+    mxgw_tls_cert_str(srv->tls, i, MXGW_CERT_NOT_AFTER, &na, &nl);
+    mxgw_tls_cert_str(srv->tls, i, MXGW_CERT_KEY_TYPE, &kt, &kl);
+    mxgw_tls_cert_str(srv->tls, i, MXGW_CERT_FINGERPRINT, &fp, &fl);
+    mxgw_tls_cert_int(srv->tls, i, MXGW_CERT_DAYS_LEFT, &days);
+    mxgw_tls_cert_int(srv->tls, i, MXGW_CERT_KEY_BITS, &bits);
+    logmsg(srv, NULL,
+           "%s certificate %zu (generation %llu): %.*s, SAN %.*s, %.*s %lld "
+           "key, expires %.*s (%lld days), sha256 %.*s",
+           what, i, (unsigned long long)mxgw_tls_generation(srv->tls),
+           (int)sl, subj, (int)al, san, (int)kl, kt, (long long)bits,
+           (int)nl, na, (long long)days, (int)fl, fp);
+  }
+  for (i = 0; i < mxgw_tls_warning_count(srv->tls); i++) {
+    const char *w;
+    size_t wl;
+    if (mxgw_tls_warning(srv->tls, i, &w, &wl) == 0)
+      logmsg(srv, NULL, "TLS warning: %.*s", (int)wl, w);
+  }
+}
+
+/* Reload the certificate files: on SIGHUP, or when they changed. New
+ * sessions get the new certificate, sessions in progress keep theirs, and a
+ * failed reload keeps serving the old one. */
+static void tls_reload(struct server *srv, int forced, int64_t now) {
+  int rc;
+  if (!srv->tls)
+    return;
+  rc = forced ? mxgw_tls_reload(srv->tls) : mxgw_tls_check_reload(srv->tls, now);
+  if (rc < 0)
+    logmsg(srv, NULL, "TLS reload failed, still serving generation %llu: %s",
+           (unsigned long long)mxgw_tls_generation(srv->tls),
+           mxgw_tls_errmsg(srv->tls));
+  else if (forced || rc > 0)
+    log_cert(srv, "reloaded:");
+}
+
 static void on_signal(struct server *srv, int64_t now) {
   struct signalfd_siginfo si;
-  while (read(srv->sigh.fd, &si, sizeof si) == (ssize_t)sizeof si)
-    begin_stop(srv, (int)si.ssi_signo, now);
+  while (read(srv->sigh.fd, &si, sizeof si) == (ssize_t)sizeof si) {
+    if (si.ssi_signo == SIGHUP)
+      tls_reload(srv, 1, now);
+    else
+      begin_stop(srv, (int)si.ssi_signo, now);
+  }
 }
 
 static void bury(struct server *srv) {
@@ -807,6 +875,14 @@ static int run_timers(struct server *srv, int64_t now) {
     }
     if (d >= 0 && (earliest < 0 || d < earliest))
       earliest = d;
+  }
+  if (srv->tls && srv->tls_interval > 0) {
+    if (now >= srv->tls_next_check) {
+      tls_reload(srv, 0, now);
+      srv->tls_next_check = now + srv->tls_interval;
+    }
+    if (earliest < 0 || srv->tls_next_check < earliest)
+      earliest = srv->tls_next_check;
   }
   if (srv->stopping && (earliest < 0 || srv->stop_deadline < earliest))
     earliest = srv->stop_deadline;
@@ -948,6 +1024,14 @@ static void usage(FILE *f) {
           "  --max-conns N       concurrent connections (default %d)\n"
           "  --timeout MS        command and data timeouts in milliseconds\n"
           "                      (default: the engine's, 300 s and 180 s)\n"
+          "  --tls-cert FILE     certificate chain (PEM, leaf first)\n"
+          "  --tls-key FILE      private key (PEM, mode 0600)\n"
+          "  --tls-policy P      none, may (offer STARTTLS; default with a\n"
+          "                      certificate) or encrypt (MAIL before TLS\n"
+          "                      gets 530 5.7.0)\n"
+          "  --smtps             implicit TLS on every listener (RFC 8314)\n"
+          "  --tls-reload-ms MS  check the certificate files for changes this\n"
+          "                      often (default 60000; 0 = only on SIGHUP)\n"
           "  --quiet             no log lines on stderr\n"
           "  --help, --version\n",
           DEFAULT_MAX_CONNS);
@@ -974,6 +1058,11 @@ enum {
   OPT_MAX_CONNS,
   OPT_TIMEOUT,
   OPT_QUIET,
+  OPT_TLS_CERT,
+  OPT_TLS_KEY,
+  OPT_TLS_POLICY,
+  OPT_SMTPS,
+  OPT_TLS_RELOAD,
   OPT_HELP,
   OPT_VERSION
 };
@@ -987,13 +1076,20 @@ int main(int argc, char **argv) {
       {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
       {"timeout", required_argument, NULL, OPT_TIMEOUT},
       {"quiet", no_argument, NULL, OPT_QUIET},
+      {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+      {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+      {"tls-policy", required_argument, NULL, OPT_TLS_POLICY},
+      {"smtps", no_argument, NULL, OPT_SMTPS},
+      {"tls-reload-ms", required_argument, NULL, OPT_TLS_RELOAD},
       {"help", no_argument, NULL, OPT_HELP},
       {"version", no_argument, NULL, OPT_VERSION},
       {NULL, 0, NULL, 0}};
   const char *listen_specs[MAX_LISTEN];
   size_t nlisten = 0, i;
   const char *hostname = NULL;
-  long long max_size = -1, timeout_ms = -1;
+  const char *tls_cert = NULL, *tls_key = NULL, *tls_policy = NULL;
+  int smtps = 0;
+  long long max_size = -1, timeout_ms = -1, tls_reload_ms = 60000;
   struct server srv;
   sigset_t sigs;
   struct epoll_event ee;
@@ -1029,6 +1125,24 @@ int main(int argc, char **argv) {
     case OPT_QUIET:
       srv.quiet = 1;
       break;
+    case OPT_TLS_CERT:
+      tls_cert = optarg;
+      break;
+    case OPT_TLS_KEY:
+      tls_key = optarg;
+      break;
+    case OPT_TLS_POLICY:
+      if (strcmp(optarg, "none") && strcmp(optarg, "may") &&
+          strcmp(optarg, "encrypt"))
+        die("--tls-policy: '%s' is not none, may or encrypt", optarg);
+      tls_policy = optarg;
+      break;
+    case OPT_SMTPS:
+      smtps = 1;
+      break;
+    case OPT_TLS_RELOAD:
+      tls_reload_ms = parse_num("--tls-reload-ms", optarg, 0, 86400000);
+      break;
     case OPT_HELP:
       usage(stdout);
       return 0;
@@ -1047,6 +1161,7 @@ int main(int argc, char **argv) {
     return 2;
   }
 
+  const char *hostname_opt = hostname; /* before the fallback below */
   /* The session configuration, shared (frozen) by every session. */
   rc = mxgw_session_config_new(&srv.cfg, NULL);
   if (rc < 0)
@@ -1074,6 +1189,46 @@ int main(int argc, char **argv) {
   }
   snprintf(srv.hostname, sizeof srv.hostname, "%s", hostname);
 
+  /* TLS: the certificate is validated now, with errors that name the file
+   * (a self-signed CN=localhost certificate for another name is refused). */
+  if (!tls_cert != !tls_key)
+    die("--tls-cert and --tls-key go together");
+  if ((tls_policy && strcmp(tls_policy, "none")) || smtps) {
+    if (!tls_cert)
+      die("--tls-policy %s and --smtps need --tls-cert and --tls-key",
+          tls_policy ? tls_policy : "may");
+  }
+  if (tls_cert && !(tls_policy && !strcmp(tls_policy, "none") && !smtps)) {
+    rc = mxgw_tls_new(&srv.tls, MXGW_TLS_SERVER, NULL);
+    if (rc < 0)
+      die("TLS: %s", mxgw_strerror(rc));
+    /* Only a name given with --hostname is a promise the certificate must
+     * keep; the system's name is not checked. */
+    if (hostname_opt && mxgw_tls_set_str(srv.tls, MXGW_TLS_HOSTNAME,
+                                         hostname_opt) < 0)
+      die("TLS: %s", mxgw_tls_errmsg(srv.tls));
+    /* The context rate-limits its own file checks: make its interval ours,
+     * or --tls-reload-ms would be capped by its 60 s default. */
+    if (tls_reload_ms > 0 &&
+        (rc = mxgw_tls_set_int(srv.tls, MXGW_TLS_RELOAD_INTERVAL_MS,
+                               tls_reload_ms)) < 0)
+      die("TLS: --tls-reload-ms: %s", mxgw_strerror(rc));
+    if (mxgw_tls_add_cert_files(srv.tls, NULL, tls_cert, tls_key) < 0 ||
+        mxgw_tls_reload(srv.tls) < 0)
+      die("TLS: %s", mxgw_tls_errmsg(srv.tls));
+    if ((rc = mxgw_session_config_set_tls(srv.cfg, srv.tls)) < 0 ||
+        (rc = mxgw_session_config_set_int(srv.cfg, MXGW_OPT_STARTTLS,
+                                          smtps ? 0 : 1)) < 0 ||
+        (rc = mxgw_session_config_set_int(
+             srv.cfg, MXGW_OPT_REQUIRE_TLS,
+             tls_policy && !strcmp(tls_policy, "encrypt"))) < 0 ||
+        (rc = mxgw_session_config_set_int(srv.cfg, MXGW_OPT_IMPLICIT_TLS,
+                                          smtps)) < 0)
+      die("TLS configuration: %s", mxgw_strerror(rc));
+    srv.tls_interval = tls_reload_ms;
+    srv.tls_next_check = now_ms() + tls_reload_ms;
+  }
+
   /* Signals: SIGINT/SIGTERM arrive through a signalfd (no handler, no
    * global flag); a closed client or a file size limit must not kill us. */
   signal(SIGPIPE, SIG_IGN);
@@ -1081,6 +1236,7 @@ int main(int argc, char **argv) {
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGHUP);
   if (sigprocmask(SIG_BLOCK, &sigs, NULL) < 0)
     die("sigprocmask: %s", strerror(errno));
 
@@ -1107,6 +1263,8 @@ int main(int argc, char **argv) {
   if (srv.dirfd < 0)
     die("open %s: %s", srv.dir, strerror(errno));
 
+  if (srv.tls)
+    log_cert(&srv, smtps ? "smtps:" : "STARTTLS:");
   for (i = 0; i < srv.nls; i++)
     fprintf(stderr, "listening on %s\n", srv.ls[i].name);
   fflush(stderr);
@@ -1121,5 +1279,6 @@ int main(int argc, char **argv) {
   close(srv.epfd);
   close(srv.dirfd);
   mxgw_session_config_free(srv.cfg);
+  mxgw_tls_free(srv.tls);
   return 0;
 }

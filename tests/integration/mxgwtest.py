@@ -332,3 +332,88 @@ def dot_stuff(message):
     out = b"".join((b"." + l if l.startswith(b".") else l) + b"\r\n"
                    for l in lines)
     return out + b".\r\n"
+
+
+# -- TLS helpers (tests/integration/test_tls*.py) ----------------------------
+
+import hashlib  # noqa: E402
+import smtplib  # noqa: E402
+import ssl  # noqa: E402
+
+TLS_NAME = "mx.example.test"  # the name the fixtures' good certificates cover
+
+
+def tls_fixtures(dest):
+    """Generate the certificate fixtures with tests/tls/gen-fixtures.sh
+    (the openssl command, at test time) into `dest`; return `dest`."""
+    require_tool("openssl")
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                          os.pardir, "tls", "gen-fixtures.sh")
+    p = subprocess.run(["sh", script, dest], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=120)
+    if p.returncode != 0:
+        raise AssertionError("gen-fixtures.sh failed (%d):\n%s%s" % (
+            p.returncode, p.stdout.decode(), p.stderr.decode()))
+    return dest
+
+
+def pem_certs(path):
+    """The DER bytes of every CERTIFICATE block in a PEM file, in order."""
+    with open(path) as f:
+        text = f.read()
+    return [ssl.PEM_cert_to_DER_cert(m.group(0)) for m in re.finditer(
+        r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", text,
+        re.S)]
+
+
+def fingerprint(der):
+    """SHA-256 of a DER certificate, hex, lower case."""
+    return hashlib.sha256(der).hexdigest()
+
+
+def file_fingerprint(path):
+    """Fingerprint of the first (leaf) certificate of a PEM file."""
+    certs = pem_certs(path)
+    if not certs:
+        raise AssertionError("no certificate in %s" % path)
+    return fingerprint(certs[0])
+
+
+def served_fingerprint(sslsock):
+    return fingerprint(sslsock.getpeercert(binary_form=True))
+
+
+def tls_client_context(cafile, check_hostname=True):
+    """An SSLContext that trusts only `cafile` (the test root) and checks the
+    server's name the way a careful client does."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cafile=cafile)
+    ctx.check_hostname = check_hostname
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+class NamedSMTP(smtplib.SMTP):
+    """smtplib.SMTP whose starttls() verifies `tls_name` (and sends it as
+    SNI) although it connects to an address: smtplib would check the
+    address it connected to."""
+
+    def __init__(self, *args, tls_name=TLS_NAME, **kw):
+        self.tls_name = tls_name
+        super().__init__(*args, **kw)
+
+    def starttls(self, *args, **kw):
+        self._host = self.tls_name
+        return super().starttls(*args, **kw)
+
+
+class NamedSMTP_SSL(smtplib.SMTP_SSL):
+    """smtplib.SMTP_SSL (implicit TLS) verifying `tls_name`."""
+
+    def __init__(self, *args, tls_name=TLS_NAME, **kw):
+        self.tls_name = tls_name
+        super().__init__(*args, **kw)
+
+    def _get_socket(self, host, port, timeout):
+        self._host = self.tls_name
+        return super()._get_socket(host, port, timeout)
