@@ -260,6 +260,7 @@ Test(spf_macro, overlong_single_label_is_invalid) {
   setv('l', local);
   expand("%{l}", SPF_M_DOMAIN);
   cr_assert_neq(mxgw__spf_name_ok(mxgw__buf_ptr(&out), mxgw__buf_size(&out)), 0);
+  cr_assert_str_eq(mxgw__buf_ptr(&out), "", "empty, and NUL-terminated");
   /* but followed by labels it is dropped, as truncation would */
   const char *got = expand("%{l}.example.com", SPF_M_DOMAIN);
   cr_assert_str_eq(got, "example.com");
