@@ -5,7 +5,8 @@
 #   release  gcc Release build with -Werror; every ctest test (all labels
 #            except install/package, which the install stage runs itself)
 #   asan     clang build with ASan+UBSan (-DMXGW_SANITIZE=ON, -Werror);
-#            the unit and transcript tests (ctest -L 'unit|transcript')
+#            the unit, transcript, TLS and DNS tests
+#            (ctest -L 'unit|transcript|tls|dns')
 #   fuzz     clang -Werror build with -DMXGW_BUILD_FUZZ=ON (when
 #            tests/fuzz/CMakeLists.txt exists); each fuzz_* target runs for a
 #            bounded time: MXGW_FUZZ_SECONDS in all (default 60, 0 = build
@@ -30,7 +31,7 @@ LOGS=$ROOT/build/logs
 ALL_STAGES=(release asan fuzz install)
 
 usage() {
-  sed -n '3,22p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '3,23p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 stages=()
@@ -191,8 +192,8 @@ stage_asan() {
     -DMXGW_BUILD_BENCH=OFF -DMXGW_BUILD_FUZZ=OFF
   ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} \
   UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
-    run_ctest "asan unit+transcript" "$ROOT/build/asan" ctest-asan \
-      -j "$JOBS" -L 'unit|transcript'
+    run_ctest "asan unit+transcript+tls+dns" "$ROOT/build/asan" ctest-asan \
+      -j "$JOBS" -L 'unit|transcript|tls|dns'
 }
 
 stage_fuzz() {

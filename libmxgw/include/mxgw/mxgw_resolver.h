@@ -88,8 +88,11 @@ MXGW_EXTERN int mxgw_dns_answer_pref(const mxgw_dns_answer *a, size_t i);
 
 /**
  * A static resolver with an empty zone. Names are matched case-
- * insensitively; a name with records of other types gives NODATA, an
- * unknown name NXDOMAIN. Errors: MXGW_E_INVAL, MXGW_E_NOMEM.
+ * insensitively; a name with records of other types gives NODATA (also
+ * when only skipped types such as NS, SOA or SPF were loaded for it), an
+ * unknown name NXDOMAIN (also an empty non-terminal, where a real server
+ * would say NODATA). CNAMEs are followed; a chain longer than 8 or a loop
+ * gives SERVFAIL. Errors: MXGW_E_INVAL, MXGW_E_NOMEM.
  */
 MXGW_EXTERN int mxgw_resolver_new_static(mxgw_resolver **out,
                                          const mxgw_mem *mem);
@@ -125,28 +128,18 @@ MXGW_EXTERN int mxgw_resolver_load_zone_file(mxgw_resolver *r,
                                              const char *path,
                                              const char *origin);
 
-/** Options of the c-ares resolver. */
-typedef enum mxgw_resolver_opt {
-  /** Servers, "IP[:PORT][,IP[:PORT]...]" ("[v6]:PORT" for IPv6). Default:
-   *  /etc/resolv.conf. (string) */
-  MXGW_RESOLVER_SERVERS = 1,
-  /** Timeout of the first try in ms; c-ares doubles it on each further
-   *  round (200 ms with 3 tries gives up after about 1.4 s). [2000] */
-  MXGW_RESOLVER_TIMEOUT_MS = 2,
-  /** Tries per server. [2] */
-  MXGW_RESOLVER_TRIES = 3,
-  /** Cache entries (0 disables the cache). [10000] */
-  MXGW_RESOLVER_CACHE_SIZE = 4,
-  /** Cache negative answers (NXDOMAIN/NODATA) for at most this many
-   *  seconds (RFC 2308), 0 = not at all. [300] */
-  MXGW_RESOLVER_NEGATIVE_TTL = 5
-} mxgw_resolver_opt;
-
 /**
  * A resolver on c-ares. Options are given as a NULL-terminated list of
- * "key=value" strings, keys: "servers", "timeout_ms", "tries", "cache_size",
- * "negative_ttl" (NULL for all defaults). TCP is used when a UDP answer is
- * truncated (large TXT records).
+ * "key=value" strings (NULL for all defaults):
+ *   - servers=IP[:PORT][,IP[:PORT]...] ("[v6]:PORT" for IPv6);
+ *     default: /etc/resolv.conf
+ *   - timeout_ms=N: timeout of the first try; c-ares doubles it on each
+ *     further round (200 ms with 3 tries gives up after about 1.4 s) [2000]
+ *   - tries=N: tries per server [2]
+ *   - cache_size=N: cache entries, 0 disables the cache [10000]
+ *   - negative_ttl=S: cache NXDOMAIN/NODATA for at most S seconds
+ *     (RFC 2308; only when the answer carries an SOA), 0 = never [300]
+ * TCP is used when a UDP answer is truncated (large TXT records).
  * Errors: MXGW_E_INVAL (unknown key, or a value that does not parse: check
  * the syntax above), MXGW_E_DNS (c-ares could not start), MXGW_E_NOMEM. On
  * error *out is NULL.
@@ -194,14 +187,18 @@ MXGW_EXTERN int64_t mxgw_resolver_timeout(mxgw_resolver *r);
 /**
  * Do the work that is due: read ready descriptors (fd = -1 when only a
  * timeout fired), handle timeouts, complete queries (callbacks run here).
- * @return number of callbacks run, or an error.
+ * Must not be called from inside a query callback.
+ * @return number of callbacks run, or an error: MXGW_E_STATE (called from
+ *         a callback).
  */
 MXGW_EXTERN int mxgw_resolver_process(mxgw_resolver *r, int fd, int events);
 
 /**
  * Block until no query is pending or timeout_ms passed (-1: no limit),
  * polling the descriptors itself. For simple programs and the blocking SPF
- * call. @return MXGW_OK, or MXGW_E_TIMEOUT.
+ * call. @return MXGW_OK, or MXGW_E_TIMEOUT, MXGW_E_IO (poll failed),
+ * MXGW_E_STATE (queries pending but nothing to wait for, or called from a
+ * callback).
  */
 MXGW_EXTERN int mxgw_resolver_run(mxgw_resolver *r, int64_t timeout_ms);
 
