@@ -61,7 +61,7 @@ REPS=3; S=20; M=1000; STIME=10; QUIET=""; OUT=""; BASE=/tmp
 while getopts "r:s:m:t:qTo:h" o; do case $o in
   T) BASE=/dev/shm;;
   r) REPS=$OPTARG;; s) S=$OPTARG;; m) M=$OPTARG;; t) STIME=$OPTARG;;
-  q) QUIET=--quiet;; o) OUT=$OPTARG;; *) sed -n '2,50p' "$0"; exit 2;; esac; done
+  q) QUIET=--quiet;; o) OUT=$OPTARG;; *) sed -n '2,49p' "$0"; exit 2;; esac; done
 if [ -n "$OUT" ]; then exec > >(tee "$OUT") 2>&1; fi
 
 die() { echo "tls/run.sh: $*" >&2; exit 1; }
@@ -177,7 +177,11 @@ for rep in $(seq "$REPS"); do
 done | tee "$W/runs.txt"
 
 kill -0 "$SMTPD_PID" 2>/dev/null || die "the example server died; log: $(tail -5 "$W/gw.log")"
-echo "# example server: $(grep -c 'TLS connection established' "$W/gw.log") TLS sessions logged, $(grep -c 'warning:' "$W/gw.log") warnings, $(grep -ci 'handshake failed' "$W/gw.log") failed handshakes"
+echo "# example server: $(grep -c 'TLS connection established' "$W/gw.log") TLS sessions logged, $(grep -c ': warning: ' "$W/gw.log") session warnings, $(grep -ci 'handshake failed' "$W/gw.log") failed handshakes"
+# What was negotiated, per target (the same parameters everywhere?)
+echo "# negotiated, mxgw: $(sed -n 's/.*TLS connection established: \(.*\)$/\1/p' "$W/gw.log" | sort | uniq -c | sed 's/^ *//' | paste -sd';')"
+echo "# negotiated, postfix: $(sed -n 's/.*TLS connection established from [^:]*: \(.*\)$/\1/p' "$PF_LOG" | sort | uniq -c | sed 's/^ *//' | paste -sd';')"
+echo "# negotiated, s_server: $(echo | openssl s_client -connect "127.0.0.1:$SS_PORT" 2>&1 | grep -E '^(New,|Server Temp Key|Peer signature type)' | paste -sd' ')"
 
 # ---- summary -------------------------------------------------------------------
 SPEED_LINE="rsa=$speed x25519=$x25519" "$PY" - "$W/runs.txt" <<'PYEOF'

@@ -667,6 +667,13 @@ int mxgw_session_tick(mxgw_session *s, int64_t now_ms) {
   if (s->state == ST_CLOSED || s->pending || s->deadline < 0 ||
       now_ms < s->deadline)
     return 0;
+  if (s->ssl && s->tls_hs) {
+    /* Nothing can be said in plaintext any more, and nothing encrypted
+     * yet: just close. */
+    slogf(s, MXGW_LOG_PROTOCOL, "timeout during the TLS handshake");
+    begin_close(s, "TLS handshake timeout");
+    return 1;
+  }
   abort_message(s, "timeout");
   slogf(s, MXGW_LOG_PROTOCOL, "timeout after %s",
         s->state == ST_DATA || s->state == ST_BDAT ? "DATA" : "command");
