@@ -51,6 +51,9 @@ set(CPACK_DEBIAN_RUNTIME_PACKAGE_NAME "libmxgw")
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_SECTION "libs")
 set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_NAME "libmxgw-dev")
 set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_SECTION "libdevel")
-set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_DEPENDS "libmxgw (= ${PROJECT_VERSION})")
+# The static library and find_package(mxgw) need the dependencies' own
+# development files (libssl, libcrypto, libcares, jansson).
+set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_DEPENDS
+    "libmxgw (= ${PROJECT_VERSION}), libssl-dev, libc-ares-dev, libjansson-dev")
 
 include(CPack)

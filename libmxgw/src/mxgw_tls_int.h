@@ -21,12 +21,20 @@ void mxgw__tls_unref(mxgw_tls *t);
  * NULL when the context has no loaded generation or on allocation failure
  * (errbuf receives a reason). Safe to call from any thread concurrently
  * with mxgw_tls_reload() on the owner's thread.
+ * Lifetime: the SNI callback reads the context, so keep a reference to it
+ * (as a session configuration does) until the SSL object is freed. The SSL
+ * holds its own SSL_CTX references: the generation may be replaced and
+ * freed meanwhile. Free the SSL after SSL_shutdown() (or mark it shut down
+ * with SSL_set_shutdown()) if its TLS 1.2 session is to stay resumable:
+ * OpenSSL drops the cached session of a connection freed without one.
  */
 SSL *mxgw__tls_server_ssl(mxgw_tls *t, char *errbuf, size_t errlen);
 
 /*
  * A new client-side SSL object for connecting to `servername` (SNI and, with
- * VERIFY_PEER, host name verification), in connect state.
+ * VERIFY_PEER, host name verification), in connect state. servername NULL:
+ * MXGW_TLS_HOSTNAME; an address literal is verified against IP SANs and
+ * sent without SNI. The context must have been loaded (mxgw_tls_reload()).
  */
 SSL *mxgw__tls_client_ssl(mxgw_tls *t, const char *servername, char *errbuf,
                           size_t errlen);

@@ -927,23 +927,23 @@ int mxgw__tls_load_pair(const mxgw_mem *m, const tls_load_opts *o,
   }
 
   /* 5. the key */
-  const pem_block *kb_ = NULL;
+  const pem_block *key_blk = NULL;
   int nkeys = 0;
   for (int i = 0; i < ks->n; i++)
     if (is_key_label(ks->b[i].label) && nkeys++ == 0)
-      kb_ = &ks->b[i];
-  if (!kb_) {
+      key_blk = &ks->b[i];
+  if (!key_blk) {
     char fl[512];
     found_list(ks, fl, sizeof fl);
     err_set(err, m, "%s: no PRIVATE KEY block (found: %s)", kd.name, fl);
     rv = MXGW_E_SYNTAX;
     goto done;
   }
-  if ((rv = decode_key(m, &kd, kb_, o->passphrase, &out->key, err)))
+  if ((rv = decode_key(m, &kd, key_blk, o->passphrase, &out->key, err)))
     goto done;
   if (nkeys > 1 && (rv = mxgw__tls_strlist_add(
                         w, m, "%s: %d private keys; using the first (line %d)",
-                        kd.name, nkeys, kb_->line)))
+                        kd.name, nkeys, key_blk->line)))
     goto done;
 
   /* 6. which certificate is the key's (the leaf) */

@@ -88,6 +88,10 @@ o req -new -config ca/ca.cnf -key inter.key -subj "/CN=MXGW Test Intermediate CA
 o x509 -req -in ca/inter.csr -CA root.pem -CAkey root.key -set_serial 0x2000 \
   -days 3650 -sha256 -extfile ca/ca.cnf -extensions v3_inter -out inter.pem
 
+# a hashed CA directory (MXGW_TLS_CA_PATH) holding the root
+rm -rf capath && mkdir capath && cp root.pem capath/root.pem
+o rehash capath
+
 # --- good pairs ------------------------------------------------------------
 rsakey rsa.key
 leaf rsa.key mx.example.test "DNS:mx.example.test,DNS:smtp.example.test" 400 rsa.pem
@@ -155,7 +159,8 @@ cp rsa.pem leaf-only.pem
 # a PKI-less CSR where a certificate is expected
 cp ca/leaf.csr request.pem
 
-chmod 644 ./*.pem ./*.der
+chmod 755 capath
+chmod 644 ./*.pem ./*.der capath/*
 chmod 600 ./*.key rsa-key.der combined.pem
 chmod 644 world.key
 chmod 640 group.key

@@ -534,6 +534,18 @@ TLS_TEST(load, chain_complete_with_ca_file_has_no_warning) {
   mxgw_tls_free(t);
 }
 
+TLS_TEST(load, chain_complete_with_ca_path_has_no_warning) {
+  mxgw_tls *t = srv();
+  cr_assert_eq(mxgw_tls_set_str(t, MXGW_TLS_CA_PATH, fx("capath")), 0);
+  cr_assert_eq(mxgw_tls_add_cert_files(t, NULL, fx("rsa-fullchain.pem"),
+                                       fx("rsa.key")),
+               0, "%s", mxgw_tls_errmsg(t));
+  cr_assert_eq(mxgw_tls_warning_count(t), 0);
+  cr_assert_eq(mxgw_tls_reload(t), 0, "%s", mxgw_tls_errmsg(t));
+  cr_assert_eq(mxgw_tls_warning_count(t), 0);
+  mxgw_tls_free(t);
+}
+
 TLS_TEST(load, chain_ending_at_unknown_root_warns) {
   mxgw_tls *t = srv();
   cr_assert_eq(mxgw_tls_add_cert_files(t, NULL, fx("rsa-fullchain.pem"),

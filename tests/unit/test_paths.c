@@ -537,7 +537,7 @@ Test(paths, length_limits) {
   harness h;
   h_init(&h);
   setup(&h);
-  char lp64[80], lp65[80], path[400];
+  char lp64[80], lp65[80], path[512];
   memset(lp64, 'a', 64);
   lp64[64] = '\0';
   memset(lp65, 'b', 65);

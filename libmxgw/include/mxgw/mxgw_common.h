@@ -50,6 +50,7 @@ extern "C" {
   XX(E_UNSUPPORTED, -15, "not supported")                                      \
   XX(E_PERM, -16, "permission denied")                                         \
   XX(E_CANCELED, -17, "operation canceled")                                    \
+  XX(E_NOSPACE, -18, "no space left on device or quota exceeded")              \
   XX(E_FATAL, -900, "fatal internal error; the handle is unusable")
 
 /** Status codes. 0 is success; every error is negative. */

@@ -78,12 +78,15 @@ typedef enum mxgw_tls_opt_str {
   MXGW_TLS_CIPHERS = 100,
   /** TLS 1.3 ciphersuites. [OpenSSL's default] */
   MXGW_TLS_CIPHERSUITES = 101,
-  /** CA file for verifying peers (client certificates, or servers). */
+  /** CA file for verifying peers (client certificates, or servers). A
+   *  server also uses it (with the system trust store) to tell whether its
+   *  own chain is complete. */
   MXGW_TLS_CA_FILE = 102,
   /** CA directory (hashed, c_rehash). */
   MXGW_TLS_CA_PATH = 103,
-  /** The host name the default certificate must cover (server), or the
-   *  name to verify and send as SNI (client). */
+  /** The host name the default certificate must cover (server; a
+   *  certificate added for an SNI name must cover that name), or the name
+   *  to verify and send as SNI (client) when a connection names none. */
   MXGW_TLS_HOSTNAME = 104,
   /** Passphrase for encrypted private keys. */
   MXGW_TLS_KEY_PASSPHRASE = 105
@@ -112,19 +115,26 @@ MXGW_EXTERN int mxgw_tls_set_str(mxgw_tls *t, int key, const char *value);
  * and remembered for reloads.
  * @param sni_name   NULL for the default certificate, or a host name
  *                   ("mx.example.org", "*.example.org") selected by SNI.
- * @param chain_file PEM: the leaf certificate first, then intermediates.
- * @param key_file   PEM private key (may be the same file as chain_file).
+ * @param chain_file PEM: the leaf certificate first, then intermediates
+ *                   (another order is served corrected, with a warning).
+ * @param key_file   PEM private key (may be the same file as chain_file, or
+ *                   NULL for that).
  * Errors: MXGW_E_IO (missing/unreadable file), MXGW_E_PERM (key readable by
  * group/others with STRICT_KEY_MODE), MXGW_E_SYNTAX (not PEM, DER given,
  * empty, garbage), MXGW_E_TLS (key does not match, encrypted key without
- * passphrase, expired/not yet valid, host name not covered...). The detail,
- * naming the file, is in mxgw_tls_errmsg(); the context is unchanged.
+ * passphrase, expired/not yet valid, host name not covered, or OpenSSL
+ * refusing it, e.g. a key too weak for its security level), MXGW_E_INVAL
+ * (bad SNI name, SNI name on a client context, a second certificate of the
+ * same key type for the same name). The detail, naming the file, is in
+ * mxgw_tls_errmsg(); the context is unchanged. On success the pair's
+ * warnings replace mxgw_tls_warning()'s list.
  */
 MXGW_EXTERN int mxgw_tls_add_cert_files(mxgw_tls *t, const char *sni_name,
                                         const char *chain_file,
                                         const char *key_file);
 
-/** Same from memory (not reloadable from files). */
+/** Same from memory (copied; reloads reuse the copy). key_pem NULL: the key
+ *  is in chain_pem. */
 MXGW_EXTERN int mxgw_tls_add_cert_pem(mxgw_tls *t, const char *sni_name,
                                       const char *chain_pem, size_t chain_len,
                                       const char *key_pem, size_t key_len);
@@ -134,16 +144,24 @@ MXGW_EXTERN int mxgw_tls_add_cert_pem(mxgw_tls *t, const char *sni_name,
  * rebuild it from the same files (reload). Atomic: on any error the
  * previous generation stays in use. Warnings (chain out of order or
  * incomplete, expiring soon, key mode with STRICT_KEY_MODE off) do not fail
- * the load; read them with mxgw_tls_warning().
+ * the load; read them with mxgw_tls_warning() (the list is that of this
+ * attempt, successful or not). A client context needs one call too, even
+ * without a certificate. Handshakes whose ClientHello arrives after the
+ * swap get the new certificates; those past it keep the old ones.
  * Errors: as mxgw_tls_add_cert_files(), plus MXGW_E_STATE (nothing added,
- * for a server).
+ * for a server), MXGW_E_INVAL (MIN_VERSION above MAX_VERSION, CLIENT_CERT 2
+ * without CA_FILE/CA_PATH), MXGW_E_IO/MXGW_E_SYNTAX (CA file or path).
  */
 MXGW_EXTERN int mxgw_tls_reload(mxgw_tls *t);
 
 /**
- * Reload if the files changed (size, mtime, inode: a renewal tool that
- * writes new files and renames them is seen), at most every
- * MXGW_TLS_RELOAD_INTERVAL_MS.
+ * Reload if the files changed (device, inode, size, mode, mtime with
+ * nanoseconds: a renewal tool that writes new files and renames them is
+ * seen; so is a chmod), at most every MXGW_TLS_RELOAD_INTERVAL_MS (the
+ * first call always looks). A failed attempt is not retried until the files
+ * change again (a renewal caught between its two renames is completed by
+ * the next check). Pairs added from memory are not watched.
+ * @param now_ms  a monotonic clock in milliseconds.
  * @return 1 reloaded, 0 nothing to do, or a negative error (the old
  *         generation keeps serving; mxgw_tls_errmsg() says why).
  */
