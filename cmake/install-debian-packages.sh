@@ -6,8 +6,9 @@
 # only if some are (under CI=true it always runs both, since CI machines are
 # meant to be fresh). Postfix is preseeded to "No configuration" and, if this
 # run installed it, any postfix it started is stopped again, so nothing is
-# left listening on port 25. Used by ./test.sh, ./run.sh and .ci/run; it can
-# be run on its own. Needs root (or sudo) only when something is missing.
+# left listening on port 25; the same for a system nsd and dovecot. Used
+# by ./test.sh, ./run.sh and .ci/run; it can be run on its own. Needs
+# root (or sudo) only when something is missing.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -48,6 +49,8 @@ new_postfix=0
 for p in "${missing[@]}"; do [ "$p" = postfix ] && new_postfix=1; done
 new_nsd=0
 for p in "${missing[@]}"; do [ "$p" = nsd ] && new_nsd=1; done
+new_dovecot=0
+for p in "${missing[@]}"; do case $p in dovecot-*) new_dovecot=1 ;; esac; done
 
 # Postfix asks what kind of mail server this is: answer "No configuration",
 # which leaves it without a main.cf and so without a running daemon.
@@ -60,7 +63,7 @@ echo "postfix postfix/mailname string $(hostname -f 2>/dev/null || echo localhos
 # standard policy-rc.d mechanism), unless the admin already has a policy.
 policy=/usr/sbin/policy-rc.d
 own_policy=0
-if [ $((new_postfix + new_nsd)) -gt 0 ] && [ ! -e "$policy" ]; then
+if [ $((new_postfix + new_nsd + new_dovecot)) -gt 0 ] && [ ! -e "$policy" ]; then
   printf '#!/bin/sh\n# installed by libmxgw cmake/install-debian-packages.sh\nexit 101\n' |
     "${sudo[@]}" tee "$policy" >/dev/null
   "${sudo[@]}" chmod 755 "$policy"
@@ -99,6 +102,21 @@ if [ $new_nsd -eq 1 ]; then
     if [ -s /run/nsd/nsd.pid ]; then
       echo "packages: stopping the system nsd that the package started"
       "${sudo[@]}" kill "$(cat /run/nsd/nsd.pid)" 2>/dev/null || true
+    fi
+  fi
+fi
+
+if [ $new_dovecot -eq 1 ]; then
+  # tests/lmtp runs its own Dovecot with its own base_dir on a free
+  # loopback port: keep the system one from listening (IMAP/POP3/LMTP),
+  # now and after a reboot.
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    "${sudo[@]}" systemctl disable --now dovecot >/dev/null 2>&1 || true
+  else
+    "${sudo[@]}" update-rc.d dovecot disable >/dev/null 2>&1 || true
+    if [ -s /run/dovecot/master.pid ]; then
+      echo "packages: stopping the system dovecot that the package started"
+      "${sudo[@]}" kill "$(cat /run/dovecot/master.pid)" 2>/dev/null || true
     fi
   fi
 fi

@@ -14,6 +14,7 @@
 #include "mxgw_session.h"
 #include "mxgw_tls.h"
 #include "mxgw_spf.h" /* includes mxgw_resolver.h */
+#include "mxgw_lmtp.h"
 #include "mxgw_queue.h"
 
 #endif /* MXGW_H */
