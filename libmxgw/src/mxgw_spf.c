@@ -100,6 +100,151 @@ void mxgw__spf_arena_free(spf_arena *a, const mxgw_mem *m) {
   }
 }
 
+/* ---- formatting --------------------------------------------------------- */
+
+/* A writer of at most cap - 1 octets and a NUL. */
+typedef struct fmt_out {
+  char *p, *end;
+} fmt_out;
+
+static void fo_put(fmt_out *o, const char *s, size_t n) {
+  size_t room = (size_t)(o->end - o->p);
+  if (n > room)
+    n = room;
+  memcpy(o->p, s, n);
+  o->p += n;
+}
+
+static void fo_pad(fmt_out *o, char ch, size_t n) {
+  while (n-- && o->p < o->end)
+    *o->p++ = ch;
+}
+
+int mxgw__spf_vfmt(char *buf, size_t cap, const char *fmt, va_list ap) {
+  if (!cap)
+    return 0;
+  va_list ap0;
+  va_copy(ap0, ap);
+  fmt_out o = {buf, buf + cap - 1};
+  const char *f = fmt;
+  while (*f) {
+    const char *pct = strchr(f, '%');
+    if (!pct) {
+      fo_put(&o, f, strlen(f));
+      break;
+    }
+    fo_put(&o, f, (size_t)(pct - f));
+    f = pct + 1;
+    int zero = 0, width = 0, prec = -1, lng = 0, size = 0;
+    if (*f == '0') {
+      zero = 1;
+      f++;
+    }
+    while (*f >= '0' && *f <= '9')
+      width = width * 10 + (*f++ - '0');
+    if (*f == '.') {
+      f++;
+      if (*f == '*') {
+        prec = va_arg(ap, int);
+        f++;
+      } else {
+        prec = 0;
+        while (*f >= '0' && *f <= '9')
+          prec = prec * 10 + (*f++ - '0');
+      }
+    }
+    if (*f == 'z') {
+      size = 1;
+      f++;
+    } else {
+      while (*f == 'l') {
+        lng++;
+        f++;
+      }
+    }
+    char num[24];
+    size_t nn = 0;
+    unsigned long long u = 0;
+    int neg = 0, base = 10;
+    const char *digits = "0123456789abcdef";
+    switch (*f) {
+    case '%':
+      fo_put(&o, "%", 1);
+      f++;
+      continue;
+    case 's': {
+      const char *s = va_arg(ap, const char *);
+      size_t n = prec < 0 ? strlen(s) : (size_t)prec;
+      if (prec >= 0) {
+        const char *z = memchr(s, '\0', n);
+        if (z)
+          n = (size_t)(z - s);
+      }
+      if ((size_t)width > n)
+        fo_pad(&o, ' ', (size_t)width - n);
+      fo_put(&o, s, n);
+      f++;
+      continue;
+    }
+    case 'd': {
+      long long v = size ? (long long)va_arg(ap, size_t)
+                    : lng >= 2 ? va_arg(ap, long long)
+                    : lng == 1 ? va_arg(ap, long)
+                               : va_arg(ap, int);
+      neg = v < 0;
+      u = neg ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+      break;
+    }
+    case 'u':
+    case 'x':
+    case 'X':
+      u = size ? va_arg(ap, size_t)
+          : lng >= 2 ? va_arg(ap, unsigned long long)
+          : lng == 1 ? va_arg(ap, unsigned long)
+                     : va_arg(ap, unsigned);
+      if (*f != 'u')
+        base = 16;
+      if (*f == 'X')
+        digits = "0123456789ABCDEF";
+      break;
+    default: { /* not needed here: let the C library do it */
+      int n = vsnprintf(buf, cap, fmt, ap0);
+      va_end(ap0);
+      return n < 0 ? 0 : (size_t)n >= cap ? (int)cap - 1 : n;
+    }
+    }
+    f++;
+    if (prec >= 0) { /* a precision on a number: not used here */
+      int n = vsnprintf(buf, cap, fmt, ap0);
+      va_end(ap0);
+      return n < 0 ? 0 : (size_t)n >= cap ? (int)cap - 1 : n;
+    }
+    do {
+      num[sizeof num - 1 - nn++] = digits[u % (unsigned)base];
+      u /= (unsigned)base;
+    } while (u);
+    size_t len = nn + (size_t)neg;
+    if (!zero && (size_t)width > len)
+      fo_pad(&o, ' ', (size_t)width - len);
+    if (neg)
+      fo_put(&o, "-", 1);
+    if (zero && (size_t)width > len)
+      fo_pad(&o, '0', (size_t)width - len);
+    fo_put(&o, num + sizeof num - nn, nn);
+  }
+  va_end(ap0);
+  *o.p = '\0';
+  return (int)(o.p - buf);
+}
+
+int mxgw__spf_fmt(char *buf, size_t cap, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = mxgw__spf_vfmt(buf, cap, fmt, ap);
+  va_end(ap);
+  return n;
+}
+
 /* ---- names ------------------------------------------------------------ */
 
 const char *mxgw_spf_result_name(int result) {
@@ -138,7 +283,7 @@ const char *mxgw_spf_trace_kind_name(int kind) {
   }
 }
 
-static const char *type_name(int type) {
+const char *mxgw__spf_type_name(int type) {
   switch (type) {
   case MXGW_DNS_A:
     return "A";
@@ -324,87 +469,50 @@ int mxgw_spf_set_str(mxgw_spf *spf, int key, const char *value) {
 
 /* ---- the check's trace ------------------------------------------------- */
 
-static void tr_put(mxgw_spf_check *c, const char *s, size_t n) {
-  mxgw_buf *b = &c->trace_text;
-  if (MXGW_LIKELY(b->cap - b->len >= n)) {
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    return;
-  }
-  mxgw__buf_append(b, &c->mem, s, n);
-}
-static void tr_str(mxgw_spf_check *c, const char *s) {
-  tr_put(c, s, strlen(s));
-}
-/* bytes from outside (DNS, records) with non-printables as \xHH */
-static void tr_esc(mxgw_spf_check *c, const char *s, size_t n, size_t max) {
-  static const char hex[] = "0123456789abcdef";
-  size_t k = 0;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char u = (unsigned char)s[i];
-    if (k >= max) {
-      tr_str(c, "...");
-      return;
-    }
-    if (u >= 0x20 && u < 0x7f) {
-      size_t j = i;
-      while (j < n && j - i + k < max && (unsigned char)s[j] >= 0x20 &&
-             (unsigned char)s[j] < 0x7f)
-        j++;
-      tr_put(c, s + i, j - i);
-      k += j - i;
-      i = j - 1;
-    } else {
-      char b[4] = {'\\', 'x', hex[u >> 4], hex[u & 15]};
-      tr_put(c, b, 4);
-      k += 4;
-    }
-  }
-}
-static void tr_num(mxgw_spf_check *c, long v) {
-  char b[24];
-  int n = 0;
-  unsigned long u = v < 0 ? (unsigned long)-v : (unsigned long)v;
-  do {
-    b[sizeof b - 1 - n++] = (char)('0' + u % 10);
-    u /= 10;
-  } while (u);
-  if (v < 0)
-    b[sizeof b - 1 - n++] = '-';
-  tr_put(c, b + sizeof b - n, (size_t)n);
-}
-static void tr_addr(mxgw_spf_check *c, const char *a, size_t n) {
-  char b[48];
-  if ((n == 4 && inet_ntop(AF_INET, a, b, sizeof b)) ||
-      (n == 16 && inet_ntop(AF_INET6, a, b, sizeof b)))
-    tr_str(c, b);
-  else
-    tr_str(c, "(malformed address)");
-}
-
-/* Commit the text appended since the previous entry as one entry. */
-static void tr_end(mxgw_spf_check *c, int depth, int kind) {
-  /* entries are NUL-separated */
-  size_t start = c->ntr ? c->tr[c->ntr - 1].off + c->tr[c->ntr - 1].len + 1 : 0;
-  if (mxgw__buf_append(&c->trace_text, &c->mem, "", 1)) {
-    c->trace_text.len = start;
-    return;
-  }
-  if (c->ntr == c->captr) {
+/* A new, zeroed trace entry, or NULL when there is no memory for it (the
+ * entry is dropped; the evaluation goes on). Nothing is formatted here:
+ * see mxgw__spf_trace_format(). */
+static spf_trace_ent *tr_add(mxgw_spf_check *c, int depth, int kind,
+                             int code) {
+  if (MXGW_UNLIKELY(c->ntr == c->captr)) {
     size_t nc = c->captr ? c->captr * 2 : 32;
     spf_trace_ent *nt = mxgw__realloc(&c->mem, c->tr, nc * sizeof *nt);
-    if (!nt) {
-      c->trace_text.len = start; /* drop it */
-      return;
-    }
+    if (!nt)
+      return NULL;
     c->tr = nt;
     c->captr = nc;
   }
   spf_trace_ent *e = &c->tr[c->ntr++];
-  e->off = (uint32_t)start;
-  e->len = (uint32_t)(c->trace_text.len - 1 - start);
+  memset(e, 0, sizeof *e);
   e->depth = (uint8_t)(depth > 255 ? 255 : depth);
   e->kind = (uint8_t)kind;
+  e->code = (uint8_t)code;
+  return e;
+}
+
+/* An entry with a subject (s1, n1) and an object (s2, n2). */
+static void tr_pair(mxgw_spf_check *c, int depth, int kind, int code,
+                    const char *s1, size_t n1, const char *s2, size_t n2) {
+  spf_trace_ent *e = tr_add(c, depth, kind, code);
+  if (e) {
+    e->s1 = s1;
+    e->n1 = (uint32_t)n1;
+    e->s2 = s2;
+    e->n2 = (uint32_t)n2;
+  }
+}
+
+static spf_why mkwhy(int code, const char *s, size_t n) {
+  spf_why w;
+  memset(&w, 0, sizeof w);
+  w.code = (uint8_t)code;
+  w.s = s;
+  w.n = (uint32_t)n;
+  return w;
+}
+
+static spf_why why_text(const char *literal) {
+  return mkwhy(WHY_TEXT, literal, 0);
 }
 
 #define TRACE(c) if ((c)->trace_on)
@@ -445,7 +553,7 @@ struct spf_frame {
   const spf_term *decided;
   const char *target;
   size_t tlen;
-  const char *why; /* reason of the outcome for the trace */
+  spf_why why; /* reason of the outcome, for the trace */
 };
 
 struct spf_slot {
@@ -455,8 +563,8 @@ struct spf_slot {
   size_t nlen;
   int status; /* -1: not asked */
   int match;
-  const char *summary; /* the answer, for the trace */
-  size_t summary_n;
+  const spf_tr_ans *tans; /* the answer, for the trace */
+  int traced;             /* tans (or the status alone) is recorded */
 };
 
 /* The term being evaluated in the current frame. */
@@ -473,12 +581,8 @@ static void set_problem(mxgw_spf_check *c, int result, const char *fmt, ...) {
   char buf[600];
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(buf, sizeof buf, fmt, ap);
+  int n = mxgw__spf_vfmt(buf, sizeof buf, fmt, ap);
   va_end(ap);
-  if (n < 0)
-    n = 0;
-  if ((size_t)n >= sizeof buf)
-    n = sizeof buf - 1;
   /* keep it printable: it goes into headers and SMTP replies */
   for (int i = 0; i < n; i++)
     if ((unsigned char)buf[i] < 0x20 || (unsigned char)buf[i] >= 0x7f)
@@ -488,10 +592,15 @@ static void set_problem(mxgw_spf_check *c, int result, const char *fmt, ...) {
   c->result = result;
   c->phase = PH_DONE;
   TRACE(c) {
-    tr_str(c, mxgw_spf_result_name(result));
-    tr_str(c, ": ");
-    tr_put(c, buf, (size_t)n);
-    tr_end(c, c->fr ? c->fr->depth : 0, MXGW_SPF_TRACE_RESULT);
+    if (c->problem) {
+      spf_trace_ent *e = tr_add(c, c->fr ? c->fr->depth : 0,
+                                MXGW_SPF_TRACE_RESULT, TRC_PROBLEM);
+      if (e) {
+        e->a = result;
+        e->s1 = c->problem;
+        e->n1 = (uint32_t)c->problem_n;
+      }
+    }
   }
 }
 
@@ -625,57 +734,68 @@ static void ask(mxgw_spf_check *c, const char *name, int type, int wait) {
   handle(c, MXGW_DNS_ERROR, NULL);
 }
 
-/* A summary of an answer for the trace, built in the arena. */
-static void tr_answer(mxgw_spf_check *c, int type, const char *name, int st,
-                      const mxgw_dns_answer *ans) {
-  tr_str(c, type_name(type));
-  tr_str(c, " ");
-  tr_esc(c, name, strlen(name), 300);
-  tr_str(c, ": ");
-  tr_str(c, mxgw_dns_status_name(st));
-  if (st != MXGW_DNS_OK || !ans)
-    return;
+/* What the trace shows of an answer, copied into the arena: the count and
+ * the first SPF_TR_SHOWN records, each only as far as the text can show it
+ * (an address whole, other data up to one octet past the escaper's limit,
+ * which is all the escaper looks at). NULL when there is no memory. */
+static const spf_tr_ans *tr_copy_answer(mxgw_spf_check *c, int type,
+                                        const mxgw_dns_answer *ans) {
   size_t n = mxgw_dns_answer_count(ans);
-  if (type == MXGW_DNS_TXT || n > 1) {
-    tr_str(c, ", ");
-    tr_num(c, (long)n);
-    tr_str(c, n == 1 ? " record" : " records");
-  }
-  tr_str(c, ":");
-  size_t shown = n > 16 ? 16 : n;
+  size_t shown = n > SPF_TR_SHOWN ? SPF_TR_SHOWN : n;
+  size_t cap = (type == MXGW_DNS_A || type == MXGW_DNS_AAAA) ? 16
+               : type == MXGW_DNS_TXT                       ? 401
+                                                            : 301;
+  const char *p[SPF_TR_SHOWN];
+  size_t l[SPF_TR_SHOWN];
+  size_t total = sizeof(spf_tr_ans) + shown * sizeof(spf_tr_rr);
   for (size_t i = 0; i < shown; i++) {
-    const char *p;
-    size_t l;
-    if (mxgw_dns_answer_data(ans, i, &p, &l))
+    if (mxgw_dns_answer_data(ans, i, &p[i], &l[i])) {
+      p[i] = NULL;
       continue;
-    tr_str(c, i ? ", " : " ");
-    switch (type) {
-    case MXGW_DNS_A:
-    case MXGW_DNS_AAAA:
-      tr_addr(c, p, l);
-      break;
-    case MXGW_DNS_TXT:
-      tr_str(c, "\"");
-      tr_esc(c, p, l, 400);
-      tr_str(c, "\"");
-      break;
-    case MXGW_DNS_MX:
-      tr_num(c, mxgw_dns_answer_pref(ans, i));
-      tr_str(c, " ");
-      if (l)
-        tr_esc(c, p, l, 300);
-      else
-        tr_str(c, ". (null MX)");
-      break;
-    default:
-      tr_esc(c, p, l, 300);
     }
+    total += l[i] < cap ? l[i] : cap;
   }
-  if (shown < n) {
-    tr_str(c, " ... (");
-    tr_num(c, (long)(n - shown));
-    tr_str(c, " more)");
+  spf_tr_ans *a = mxgw__spf_alloc(&c->arena, &c->mem, total);
+  if (!a)
+    return NULL;
+  a->n = n;
+  a->shown = shown;
+  char *d = (char *)&a->rr[shown];
+  for (size_t i = 0; i < shown; i++) {
+    spf_tr_rr *r = &a->rr[i];
+    if (!p[i]) {
+      r->p = NULL;
+      continue;
+    }
+    size_t have = l[i] < cap ? l[i] : cap;
+    if (have)
+      memcpy(d, p[i], have);
+    r->p = d;
+    r->len = (uint32_t)(l[i] > UINT32_MAX ? UINT32_MAX : l[i]);
+    r->have = (uint32_t)have;
+    r->pref = type == MXGW_DNS_MX ? mxgw_dns_answer_pref(ans, i) : 0;
+    d += have;
   }
+  return a;
+}
+
+/* Record a lookup and its answer (suffix: TRS_*). */
+static void tr_answer(mxgw_spf_check *c, int depth, int type, const char *name,
+                      int st, const mxgw_dns_answer *ans, int suffix) {
+  const spf_tr_ans *a = NULL;
+  if (st == MXGW_DNS_OK && ans) {
+    a = tr_copy_answer(c, type, ans);
+    if (!a)
+      return;
+  }
+  spf_trace_ent *e = tr_add(c, depth, MXGW_SPF_TRACE_QUERY, TRC_ANSWER);
+  if (!e)
+    return;
+  e->type = (uint8_t)type;
+  e->st = (uint8_t)st;
+  e->flag = (uint8_t)suffix;
+  e->s1 = name;
+  e->u.ans = a;
 }
 
 /* ---- batches ------------------------------------------------------------ */
@@ -705,14 +825,13 @@ static void on_slot(void *arg, int st, const mxgw_dns_answer *ans) {
     }
   }
   if (c->trace_on) {
-    /* render the summary into the trace buffer, then move it aside */
-    size_t start = c->trace_text.len;
-    tr_answer(c, c->v6 ? MXGW_DNS_AAAA : MXGW_DNS_A, s->name, st, ans);
-    s->summary = mxgw__spf_strndup(&c->arena, &c->mem,
-                                   c->trace_text.data + start,
-                                   c->trace_text.len - start);
-    s->summary_n = s->summary ? c->trace_text.len - start : 0;
-    c->trace_text.len = start;
+    /* keep the answer; tr_slots() records it in order */
+    if (st == MXGW_DNS_OK && ans) {
+      s->tans = tr_copy_answer(c, c->v6 ? MXGW_DNS_AAAA : MXGW_DNS_A, ans);
+      s->traced = s->tans != NULL;
+    } else {
+      s->traced = 1;
+    }
   }
   if (--c->slots_pending)
     return;
@@ -764,10 +883,15 @@ static void tr_slots(mxgw_spf_check *c, size_t last, int depth) {
   TRACE(c) {
     for (size_t i = 0; i <= last && i < c->nslots; i++) {
       spf_slot *s = &c->slots[i];
-      if (s->status < 0 || !s->summary)
+      if (s->status < 0 || !s->traced)
         continue;
-      tr_put(c, s->summary, s->summary_n);
-      tr_end(c, depth, MXGW_SPF_TRACE_QUERY);
+      spf_trace_ent *e = tr_add(c, depth, MXGW_SPF_TRACE_QUERY, TRC_ANSWER);
+      if (!e)
+        continue;
+      e->type = (uint8_t)(c->v6 ? MXGW_DNS_AAAA : MXGW_DNS_A);
+      e->st = (uint8_t)s->status;
+      e->s1 = s->name;
+      e->u.ans = s->tans;
     }
   }
 }
@@ -825,9 +949,8 @@ static void need_p(mxgw_spf_check *c) {
 
 static void p_ptr_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans) {
   TRACE(c) {
-    tr_answer(c, MXGW_DNS_PTR, c->rev, st, ans);
-    tr_str(c, " (for the %{p} macro)");
-    tr_end(c, c->fr ? c->fr->depth : 0, MXGW_SPF_TRACE_QUERY);
+    tr_answer(c, c->fr ? c->fr->depth : 0, MXGW_DNS_PTR, c->rev, st, ans,
+              TRS_P);
   }
   if (st != MXGW_DNS_OK) {
     c->p_state = 2;
@@ -877,14 +1000,12 @@ static void p_batch_done(mxgw_spf_check *c) {
       c->p_names[c->p_n++] = c->slots[i].name;
   tr_slots(c, c->nslots, c->fr ? c->fr->depth : 0);
   TRACE(c) {
-    tr_str(c, "%{p}: ");
-    if (!c->p_n)
-      tr_str(c, "no validated name (\"unknown\")");
-    for (size_t i = 0; i < c->p_n; i++) {
-      tr_str(c, i ? ", " : "validated ");
-      tr_str(c, c->p_names[i]);
+    spf_trace_ent *e =
+        tr_add(c, c->fr ? c->fr->depth : 0, MXGW_SPF_TRACE_TERM, TRC_PVAL);
+    if (e) {
+      e->u.pn = c->p_names;
+      e->a = (int)c->p_n;
     }
-    tr_end(c, c->fr ? c->fr->depth : 0, MXGW_SPF_TRACE_TERM);
   }
   c->p_state = 2;
   c->nslots = 0;
@@ -892,7 +1013,7 @@ static void p_batch_done(mxgw_spf_check *c) {
 
 /* ---- terms ------------------------------------------------------------- */
 
-static void term_outcome(mxgw_spf_check *c, int outcome, const char *why) {
+static void term_outcome(mxgw_spf_check *c, int outcome, spf_why why) {
   c->fr->outcome = outcome;
   c->fr->why = why;
   c->fr->sub = SUB_DONE;
@@ -911,36 +1032,23 @@ static int void_lookup(mxgw_spf_check *c, const spf_term *t) {
   return 1;
 }
 
-static const char *void_why(mxgw_spf_check *c, const char *name, int type,
-                            int st) {
-  char buf[400];
-  snprintf(buf, sizeof buf, "%.260s has no %s record: %s, void lookup %d of %d",
-           name, type_name(type), mxgw_dns_status_name(st), c->voids,
-           c->max_void);
-  return mxgw__spf_strndup(&c->arena, &c->mem, buf, strlen(buf));
-}
-
-static const char *fmt_why(mxgw_spf_check *c, const char *fmt, ...)
-    MXGW_PRINTF(2, 3);
-static const char *fmt_why(mxgw_spf_check *c, const char *fmt, ...) {
-  if (!c->trace_on)
-    return "";
-  char buf[600];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(buf, sizeof buf, fmt, ap);
-  va_end(ap);
-  if (n < 0)
-    return "";
-  return mxgw__spf_strndup(&c->arena, &c->mem, buf,
-                           (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+/* "<name> has no <type> record: <status>, void lookup n of max" */
+static spf_why void_why(mxgw_spf_check *c, const char *name, int type,
+                        int st) {
+  spf_why w = mkwhy(WHY_VOID, name, 0);
+  w.type = (uint8_t)type;
+  w.st = (uint8_t)st;
+  w.a = c->voids;
+  w.b = c->max_void;
+  return w;
 }
 
 static void dns_error(mxgw_spf_check *c, const spf_term *t, int type,
                       const char *name, int st) {
   set_problem(c, MXGW_SPF_TEMPERROR, "%.*s%s%s lookup for %.260s: %s",
               t ? (int)(t->tlen > 200 ? 200 : t->tlen) : 0, t ? t->text : "",
-              t ? ": " : "", type_name(type), name, mxgw_dns_status_name(st));
+              t ? ": " : "", mxgw__spf_type_name(type), name,
+              mxgw_dns_status_name(st));
 }
 
 static int is_dns_term(int type) {
@@ -965,31 +1073,22 @@ static void push_include(mxgw_spf_check *c, const char *name, size_t n) {
   c->fr = f;
 }
 
-/* The client address as text with a CIDR, for reasons in the trace. */
-static const char *client_cidr(mxgw_spf_check *c, int cidr, char *buf,
-                               size_t cap) {
-  snprintf(buf, cap, "%s/%d", c->c_str, cidr);
-  return buf;
-}
-
 static void eval_ip(mxgw_spf_check *c, const spf_term *t) {
   int v6t = (t->type == T_IP6);
   if (v6t != c->v6) {
     term_outcome(c, O_NOMATCH,
-                 c->v6 ? "the client address is IPv6"
-                       : "the client address is IPv4");
+                 why_text(c->v6 ? "the client address is IPv6"
+                                : "the client address is IPv4"));
     return;
   }
   int cidr = v6t ? t->cidr6 : t->cidr4;
   if (addr_match(c, t->addr, v6t ? 16 : 4, cidr)) {
-    term_outcome(c, O_MATCH, "");
+    term_outcome(c, O_MATCH, mkwhy(WHY_NONE, NULL, 0));
     return;
   }
   const char *colon = memchr(t->text, ':', t->tlen);
   size_t off = colon ? (size_t)(colon + 1 - t->text) : t->tlen;
-  term_outcome(c, O_NOMATCH,
-               fmt_why(c, "%s is not in %.*s", c->c_str, (int)(t->tlen - off),
-                       t->text + off));
+  term_outcome(c, O_NOMATCH, mkwhy(WHY_NOTIN, t->text + off, t->tlen - off));
 }
 
 /* Evaluate the current term (or redirect) as far as possible. */
@@ -1009,7 +1108,7 @@ static void step_term(mxgw_spf_check *c) {
   }
   switch (t->type) {
   case T_ALL:
-    term_outcome(c, O_MATCH, "");
+    term_outcome(c, O_MATCH, mkwhy(WHY_NONE, NULL, 0));
     return;
   case T_IP4:
   case T_IP6:
@@ -1040,30 +1139,25 @@ static void step_term(mxgw_spf_check *c) {
      * exist (4.3, 5/10), i.e. a void lookup and no match */
     if (void_lookup(c, t))
       return;
-    term_outcome(c, O_NOMATCH,
-                 fmt_why(c, "\"%.*s\" is not a valid domain name: treated as "
-                            "non-existent, void lookup %d of %d",
-                         (int)(nl > 260 ? 260 : nl), name, c->voids,
-                         c->max_void));
+    spf_why w = mkwhy(WHY_BADNAME, name, nl > 260 ? 260 : nl);
+    w.a = c->voids;
+    w.b = c->max_void;
+    term_outcome(c, O_NOMATCH, w);
     return;
   }
   f->sub = SUB_WAIT;
   switch (t->type) {
   case T_INCLUDE:
     TRACE(c) {
-      tr_esc(c, t->text, t->tlen, 300);
-      tr_str(c, ": checking ");
-      tr_esc(c, name, nl, 300);
-      tr_end(c, f->depth, MXGW_SPF_TRACE_TERM);
+      tr_pair(c, f->depth, MXGW_SPF_TRACE_TERM, TRC_INCLUDE, t->text, t->tlen,
+              name, nl);
     }
     push_include(c, name, nl);
     return;
   case T_REDIRECT:
     TRACE(c) {
-      tr_esc(c, t->text, t->tlen, 300);
-      tr_str(c, ": no mechanism matched; the result is that of ");
-      tr_esc(c, name, nl, 300);
-      tr_end(c, f->depth, MXGW_SPF_TRACE_TERM);
+      tr_pair(c, f->depth, MXGW_SPF_TRACE_TERM, TRC_REDIRECT, t->text, t->tlen,
+              name, nl);
     }
     f->domain = name;
     f->dlen = nl;
@@ -1095,8 +1189,7 @@ static void step_term(mxgw_spf_check *c) {
 static void record_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans) {
   spf_frame *f = c->fr;
   TRACE(c) {
-    tr_answer(c, MXGW_DNS_TXT, f->domain, st, ans);
-    tr_end(c, f->depth, MXGW_SPF_TRACE_QUERY);
+    tr_answer(c, f->depth, MXGW_DNS_TXT, f->domain, st, ans, TRS_NONE);
   }
   if (st != MXGW_DNS_OK && st != MXGW_DNS_NXDOMAIN && st != MXGW_DNS_NODATA) {
     const spf_term *t = f->up ? &f->up->rec.terms[f->up->pos] : NULL;
@@ -1128,14 +1221,13 @@ static void record_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans)
   }
   if (found == 0) {
     TRACE(c) {
-      tr_esc(c, f->domain, f->dlen, 300);
-      if (st != MXGW_DNS_OK)
-        tr_str(c, st == MXGW_DNS_NXDOMAIN ? ": the domain does not exist"
-                                          : ": no TXT records");
-      else
-        tr_str(c, ": no TXT record starts with \"v=spf1\"");
-      tr_str(c, ", so no SPF record");
-      tr_end(c, f->depth, MXGW_SPF_TRACE_RECORD);
+      spf_trace_ent *e =
+          tr_add(c, f->depth, MXGW_SPF_TRACE_RECORD, TRC_NOREC);
+      if (e) {
+        e->s1 = f->domain;
+        e->n1 = (uint32_t)f->dlen;
+        e->st = (uint8_t)st;
+      }
     }
     f->result = MXGW_SPF_NONE;
     f->state = F_DONE;
@@ -1147,10 +1239,8 @@ static void record_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans)
     return;
   }
   TRACE(c) {
-    tr_esc(c, f->domain, f->dlen, 300);
-    tr_str(c, ": ");
-    tr_esc(c, copy, rlen, 4096);
-    tr_end(c, f->depth, MXGW_SPF_TRACE_RECORD);
+    tr_pair(c, f->depth, MXGW_SPF_TRACE_RECORD, TRC_REC, f->domain, f->dlen,
+            copy, rlen);
   }
   char err[300];
   int rv = mxgw__spf_parse(&c->arena, &c->mem, copy, rlen, &f->rec, err,
@@ -1174,13 +1264,12 @@ static void a_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans,
   spf_frame *f = c->fr;
   const spf_term *t = cur_term(c);
   TRACE(c) {
-    tr_answer(c, c->qtype, f->target, st, ans);
-    tr_end(c, f->depth, MXGW_SPF_TRACE_QUERY);
+    tr_answer(c, f->depth, c->qtype, f->target, st, ans, TRS_NONE);
   }
   if (st == MXGW_DNS_NXDOMAIN || st == MXGW_DNS_NODATA) {
     if (void_lookup(c, t))
       return;
-    term_outcome(c, O_NOMATCH, c->trace_on ? void_why(c, f->target, c->qtype, st) : "");
+    term_outcome(c, O_NOMATCH, void_why(c, f->target, c->qtype, st));
     return;
   }
   if (st != MXGW_DNS_OK) {
@@ -1188,7 +1277,7 @@ static void a_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans,
     return;
   }
   if (exists) {
-    term_outcome(c, O_MATCH, "");
+    term_outcome(c, O_MATCH, mkwhy(WHY_NONE, NULL, 0));
     return;
   }
   int cidr = c->v6 ? t->cidr6 : t->cidr4;
@@ -1198,28 +1287,26 @@ static void a_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans,
     size_t l;
     if (!mxgw_dns_answer_data(ans, i, &p, &l) &&
         addr_match(c, (const unsigned char *)p, l, cidr)) {
-      term_outcome(c, O_MATCH, "");
+      term_outcome(c, O_MATCH, mkwhy(WHY_NONE, NULL, 0));
       return;
     }
   }
-  char cb[64];
-  term_outcome(c, O_NOMATCH,
-               fmt_why(c, "no %s address of %.260s is within %s",
-                       type_name(c->qtype), f->target,
-                       client_cidr(c, cidr, cb, sizeof cb)));
+  spf_why w = mkwhy(WHY_A, f->target, 0);
+  w.type = (uint8_t)c->qtype;
+  w.a = cidr;
+  term_outcome(c, O_NOMATCH, w);
 }
 
 static void mx_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans) {
   spf_frame *f = c->fr;
   const spf_term *t = cur_term(c);
   TRACE(c) {
-    tr_answer(c, MXGW_DNS_MX, f->target, st, ans);
-    tr_end(c, f->depth, MXGW_SPF_TRACE_QUERY);
+    tr_answer(c, f->depth, MXGW_DNS_MX, f->target, st, ans, TRS_NONE);
   }
   if (st == MXGW_DNS_NXDOMAIN || st == MXGW_DNS_NODATA) {
     if (void_lookup(c, t))
       return;
-    term_outcome(c, O_NOMATCH, c->trace_on ? void_why(c, f->target, MXGW_DNS_MX, st) : "");
+    term_outcome(c, O_NOMATCH, void_why(c, f->target, MXGW_DNS_MX, st));
     return;
   }
   if (st != MXGW_DNS_OK) {
@@ -1270,7 +1357,7 @@ static void mx_batch_done(mxgw_spf_check *c) {
       continue;
     if (s->status == MXGW_DNS_OK && s->match) {
       tr_slots(c, i, f->depth);
-      term_outcome(c, O_MATCH, fmt_why(c, "via MX host %s", s->name));
+      term_outcome(c, O_MATCH, mkwhy(WHY_MXHOST, s->name, 0));
       return;
     }
     if (s->status != MXGW_DNS_OK && s->status != MXGW_DNS_NXDOMAIN &&
@@ -1281,33 +1368,29 @@ static void mx_batch_done(mxgw_spf_check *c) {
     }
   }
   tr_slots(c, c->nslots, f->depth);
-  char cb[64];
-  term_outcome(c, O_NOMATCH,
-               fmt_why(c, "no address of the %zu MX host%s of %.260s is within %s",
-                       c->nslots, c->nslots == 1 ? "" : "s", f->target,
-                       client_cidr(c, c->v6 ? t->cidr6 : t->cidr4, cb,
-                                   sizeof cb)));
+  spf_why w = mkwhy(WHY_MXNONE, f->target, 0);
+  w.a = (int)c->nslots;
+  w.b = c->v6 ? t->cidr6 : t->cidr4;
+  term_outcome(c, O_NOMATCH, w);
 }
 
 static void ptr_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans) {
   spf_frame *f = c->fr;
   const spf_term *t = cur_term(c);
   TRACE(c) {
-    tr_answer(c, MXGW_DNS_PTR, c->rev, st, ans);
-    tr_end(c, f->depth, MXGW_SPF_TRACE_QUERY);
+    tr_answer(c, f->depth, MXGW_DNS_PTR, c->rev, st, ans, TRS_NONE);
   }
   if (st == MXGW_DNS_NXDOMAIN || st == MXGW_DNS_NODATA) {
     if (void_lookup(c, t))
       return;
-    term_outcome(c, O_NOMATCH, c->trace_on ? void_why(c, c->rev, MXGW_DNS_PTR, st) : "");
+    term_outcome(c, O_NOMATCH, void_why(c, c->rev, MXGW_DNS_PTR, st));
     return;
   }
   if (st != MXGW_DNS_OK) {
     /* 5.5: a DNS error in the PTR lookup makes the mechanism not match */
-    term_outcome(c, O_NOMATCH,
-                 fmt_why(c, "the PTR lookup failed (%s), so ptr does not match "
-                            "(RFC 7208 5.5)",
-                         mxgw_dns_status_name(st)));
+    spf_why w = mkwhy(WHY_PTRFAIL, NULL, 0);
+    w.st = (uint8_t)st;
+    term_outcome(c, O_NOMATCH, w);
     return;
   }
   size_t n = mxgw_dns_answer_count(ans);
@@ -1344,9 +1427,7 @@ static void ptr_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans) {
     cand += (s->status == 0);
   }
   if (!cand) {
-    term_outcome(c, O_NOMATCH,
-                 fmt_why(c, "no PTR name of %s is in %.260s", c->c_str,
-                         f->target));
+    term_outcome(c, O_NOMATCH, mkwhy(WHY_PTRNONE, f->target, 0));
     return;
   }
   batch_start(c, W_BATCH_PTR);
@@ -1358,14 +1439,12 @@ static void ptr_batch_done(mxgw_spf_check *c) {
     spf_slot *s = &c->slots[i];
     if (s->status == MXGW_DNS_OK && s->match) {
       tr_slots(c, i, f->depth);
-      term_outcome(c, O_MATCH, fmt_why(c, "%s is validated", s->name));
+      term_outcome(c, O_MATCH, mkwhy(WHY_PTRVAL, s->name, 0));
       return;
     }
   }
   tr_slots(c, c->nslots, f->depth);
-  term_outcome(c, O_NOMATCH,
-               fmt_why(c, "no PTR name of %s in %.260s resolves back to it",
-                       c->c_str, f->target));
+  term_outcome(c, O_NOMATCH, mkwhy(WHY_PTRNOVAL, f->target, 0));
 }
 
 static void exp_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans);
@@ -1416,14 +1495,15 @@ static void batch_done(mxgw_spf_check *c) {
 
 /* ---- explanation (RFC 7208 6.2) ----------------------------------------- */
 
-static void exp_default(mxgw_spf_check *c, const char *why) {
+static void exp_default(mxgw_spf_check *c, spf_why why) {
   TRACE(c) {
     if (c->exp_term) {
-      tr_esc(c, c->exp_term->text, c->exp_term->tlen, 300);
-      tr_str(c, ": ");
-      tr_str(c, why);
-      tr_str(c, ", so the default explanation is used (RFC 7208 6.2)");
-      tr_end(c, 0, MXGW_SPF_TRACE_TERM);
+      spf_trace_ent *e = tr_add(c, 0, MXGW_SPF_TRACE_TERM, TRC_EXPDEF);
+      if (e) {
+        e->s1 = c->exp_term->text;
+        e->n1 = c->exp_term->tlen;
+        e->u.why = why;
+      }
     }
   }
   c->xstate = X_DEFAULT;
@@ -1431,16 +1511,14 @@ static void exp_default(mxgw_spf_check *c, const char *why) {
 
 static void exp_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans) {
   TRACE(c) {
-    tr_answer(c, MXGW_DNS_TXT, c->qname, st, ans);
-    tr_str(c, " (exp=)");
-    tr_end(c, 0, MXGW_SPF_TRACE_QUERY);
+    tr_answer(c, 0, MXGW_DNS_TXT, c->qname, st, ans, TRS_EXP);
   }
   if (st != MXGW_DNS_OK) {
-    exp_default(c, "no TXT record");
+    exp_default(c, why_text("no TXT record"));
     return;
   }
   if (mxgw_dns_answer_count(ans) != 1) {
-    exp_default(c, "more than one TXT record");
+    exp_default(c, why_text("more than one TXT record"));
     return;
   }
   const char *p;
@@ -1465,15 +1543,16 @@ static void set_explanation(mxgw_spf_check *c, int dflt) {
     return;
   }
   TRACE(c) {
-    if (dflt) {
-      tr_str(c, "default explanation: \"");
-    } else {
-      tr_esc(c, c->exp_term->text, c->exp_term->tlen, 300);
-      tr_str(c, ": explanation \"");
+    spf_trace_ent *e = tr_add(c, 0, MXGW_SPF_TRACE_TERM, TRC_EXPL);
+    if (e) {
+      e->flag = (uint8_t)dflt;
+      if (!dflt) {
+        e->s1 = c->exp_term->text;
+        e->n1 = c->exp_term->tlen;
+      }
+      e->s2 = c->explanation;
+      e->n2 = (uint32_t)n;
     }
-    tr_esc(c, c->explanation, n, 600);
-    tr_str(c, "\"");
-    tr_end(c, 0, MXGW_SPF_TRACE_TERM);
   }
 }
 
@@ -1493,7 +1572,7 @@ static void step_exp(mxgw_spf_check *c) {
     if (tg == TG_WAIT || tg == TG_ERR)
       return;
     if (tg == TG_INVALID) {
-      exp_default(c, "the target is not a valid domain name");
+      exp_default(c, why_text("the target is not a valid domain name"));
       return;
     }
     c->xstate = X_TEXT; /* exp_answer moves on, or to X_DEFAULT */
@@ -1504,7 +1583,7 @@ static void step_exp(mxgw_spf_check *c) {
     int uses_p = 0;
     if (mxgw__spf_macro_check(c->exp_text, c->exp_text_n, SPF_M_EXP, &uses_p,
                               NULL, &err)) {
-      exp_default(c, fmt_why(c, "the explanation text is not valid (%s)", err));
+      exp_default(c, mkwhy(WHY_EXPBAD, err, 0));
       return;
     }
     if (uses_p && c->p_state != 2) {
@@ -1519,7 +1598,7 @@ static void step_exp(mxgw_spf_check *c) {
       return;
     }
     if (rv) {
-      exp_default(c, "the explanation text is not valid");
+      exp_default(c, why_text("the explanation text is not valid"));
       return;
     }
     set_explanation(c, 0);
@@ -1567,17 +1646,16 @@ static void frame_done(mxgw_spf_check *c) {
     return;
   }
   TRACE(c) {
-    tr_esc(c, f->domain, f->dlen, 300);
-    tr_str(c, ": ");
-    tr_str(c, mxgw_spf_result_name(r));
-    if (f->decided) {
-      tr_str(c, " (");
-      tr_esc(c, f->decided->text, f->decided->tlen, 300);
-      tr_str(c, ")");
-    } else if (r == MXGW_SPF_NEUTRAL) {
-      tr_str(c, " (default: no term matched)");
+    spf_trace_ent *e = tr_add(c, f->depth, MXGW_SPF_TRACE_RESULT, TRC_FRAME);
+    if (e) {
+      e->s1 = f->domain;
+      e->n1 = (uint32_t)f->dlen;
+      e->a = r;
+      if (f->decided) {
+        e->s2 = f->decided->text;
+        e->n2 = f->decided->tlen;
+      }
     }
-    tr_end(c, f->depth, MXGW_SPF_TRACE_RESULT);
   }
   if (!f->up) {
     c->result = r;
@@ -1612,9 +1690,9 @@ static void frame_done(mxgw_spf_check *c) {
                 f->domain);
     return;
   }
-  term_outcome(c, r == MXGW_SPF_PASS ? O_MATCH : O_NOMATCH,
-               fmt_why(c, "%.*s gave %s", (int)(f->dlen > 260 ? 260 : f->dlen),
-                       f->domain, mxgw_spf_result_name(r)));
+  spf_why w = mkwhy(WHY_GAVE, f->domain, f->dlen > 260 ? 260 : f->dlen);
+  w.a = r;
+  term_outcome(c, r == MXGW_SPF_PASS ? O_MATCH : O_NOMATCH, w);
 }
 
 static void step_terms(mxgw_spf_check *c) {
@@ -1622,25 +1700,14 @@ static void step_terms(mxgw_spf_check *c) {
   if (f->sub == SUB_DONE) {
     const spf_term *t = cur_term(c);
     TRACE(c) {
-      tr_esc(c, t->text, t->tlen, 300);
-      if (f->outcome == O_MATCH) {
-        tr_str(c, ": match");
-        if (f->why && *f->why) {
-          tr_str(c, " (");
-          tr_str(c, f->why);
-          tr_str(c, ")");
-        }
-        tr_str(c, " -> ");
-        tr_str(c, mxgw_spf_result_name(t->qual));
-      } else {
-        tr_str(c, ": no match");
-        if (f->why && *f->why) {
-          tr_str(c, " (");
-          tr_str(c, f->why);
-          tr_str(c, ")");
-        }
+      spf_trace_ent *e = tr_add(c, f->depth, MXGW_SPF_TRACE_TERM, TRC_TERM);
+      if (e) {
+        e->s1 = t->text;
+        e->n1 = t->tlen;
+        e->flag = f->outcome == O_MATCH;
+        e->type = t->qual;
+        e->u.why = f->why;
       }
-      tr_end(c, f->depth, MXGW_SPF_TRACE_TERM);
     }
     f->sub = SUB_BEGIN;
     if (f->outcome == O_MATCH) {
@@ -1703,28 +1770,7 @@ static void finish(mxgw_spf_check *c) {
   c->done = 1;
   c->phase = PH_DONE;
   TRACE(c) {
-    tr_str(c, "result: ");
-    tr_str(c, mxgw_spf_result_name(c->result));
-    if (c->mechanism) {
-      tr_str(c, " (");
-      tr_esc(c, c->mechanism, c->mechanism_n, 300);
-      if (c->domain) {
-        tr_str(c, " in ");
-        tr_esc(c, c->domain, c->domain_n, 300);
-      }
-      tr_str(c, ")");
-    }
-    tr_str(c, "; DNS terms ");
-    tr_num(c, c->dns_terms);
-    tr_str(c, "/");
-    tr_num(c, c->max_terms);
-    tr_str(c, ", void lookups ");
-    tr_num(c, c->voids);
-    tr_str(c, "/");
-    tr_num(c, c->max_void);
-    tr_str(c, ", DNS queries ");
-    tr_num(c, c->queries);
-    tr_end(c, 0, MXGW_SPF_TRACE_RESULT);
+    tr_add(c, 0, MXGW_SPF_TRACE_RESULT, TRC_FINAL);
   }
   mxgw_spf_done_cb cb = c->cb;
   c->cb = NULL;
@@ -1956,17 +2002,24 @@ int mxgw_spf_check_start(mxgw_spf *spf, const char *ip, const char *helo,
   c->defexp = spf->defexp;
   c->start_ms = c->timeout_ms > 0 ? mono_ms() : 0;
   {
+    /* %{t}: the digits of the last second seen are kept in the context */
     uint64_t t = (uint64_t)(spf->now ? spf->now : (int64_t)time(NULL));
-    char b[24];
-    int k = 0;
-    do {
-      b[k++] = (char)('0' + t % 10);
-      t /= 10;
-    } while (t);
-    for (int i = 0; i < k; i++)
-      c->t_str[i] = b[k - 1 - i];
-    c->t_str[k] = '\0';
-    c->t_len = (size_t)k;
+    if (!spf->t_len || t != spf->t_val) {
+      char b[24];
+      int k = 0;
+      uint64_t v = t;
+      do {
+        b[k++] = (char)('0' + v % 10);
+        v /= 10;
+      } while (v);
+      for (int i = 0; i < k; i++)
+        spf->t_str[i] = b[k - 1 - i];
+      spf->t_str[k] = '\0';
+      spf->t_len = (size_t)k;
+      spf->t_val = t;
+    }
+    memcpy(c->t_str, spf->t_str, sizeof c->t_str);
+    c->t_len = spf->t_len;
   }
   mxgw_mem *m = &c->mem;
   spf_arena *a = &c->arena;
@@ -2025,10 +2078,8 @@ int mxgw_spf_check_start(mxgw_spf *spf, const char *ip, const char *helo,
   *out = c;
   if (domain_malformed(c->sdomain, c->sdomain_n)) {
     TRACE(c) {
-      tr_esc(c, c->sdomain, c->sdomain_n, 300);
-      tr_str(c, ": not a valid multi-label domain name, so no SPF check "
-                "(RFC 7208 4.3)");
-      tr_end(c, 0, MXGW_SPF_TRACE_RECORD);
+      tr_pair(c, 0, MXGW_SPF_TRACE_RECORD, TRC_BADDOM, c->sdomain,
+              c->sdomain_n, NULL, 0);
     }
     c->result = MXGW_SPF_NONE;
     c->domain = c->sdomain;
@@ -2223,6 +2274,13 @@ int mxgw_spf_check_trace(const mxgw_spf_check *c, size_t i, int *depth,
     return MXGW_E_INVAL;
   if (i >= c->ntr)
     return MXGW_E_RANGE;
+  if (c->nfmt < c->ntr) {
+    /* the text is written on first use and kept: the check is not const
+     * for the library, only for the caller */
+    int rv = mxgw__spf_trace_format((mxgw_spf_check *)(uintptr_t)c);
+    if (rv && c->nfmt <= i)
+      return rv;
+  }
   const spf_trace_ent *e = &c->tr[i];
   if (depth)
     *depth = e->depth;

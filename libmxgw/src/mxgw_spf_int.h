@@ -8,6 +8,7 @@
 #ifndef MXGW_SPF_INT_H
 #define MXGW_SPF_INT_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -123,9 +124,88 @@ int mxgw__spf_name_ok(const char *name, size_t n);
 
 /* ---- checks ----------------------------------------------------------- */
 
+/*
+ * The trace is recorded as structured entries while the check runs: what
+ * happened (a code), the numbers it needs, and pointers to data that lives
+ * as long as the check (its arena, its own fields, string literals) -
+ * nothing is formatted or escaped then. The text is written once, the first
+ * time the trace (or the JSON) is asked for, by mxgw__spf_trace_format()
+ * (mxgw_spf_output.c), and cached in trace_text.
+ */
+
+/* Why a term matched or not (the part in parentheses of a term entry). */
+enum spf_why_code {
+  WHY_NONE = 0, /* nothing to say */
+  WHY_TEXT,     /* s: a string literal */
+  WHY_NOTIN,    /* "<c> is not in <s,n>" */
+  WHY_BADNAME,  /* "\"<s,n>\" is not a valid domain name: ... a of b" */
+  WHY_VOID,     /* "<s> has no <type> record: <st>, void lookup a of b" */
+  WHY_A,        /* "no <type> address of <s> is within <c>/a" */
+  WHY_MXHOST,   /* "via MX host <s>" */
+  WHY_MXNONE,   /* "no address of the a MX host(s) of <s> is within <c>/b" */
+  WHY_PTRFAIL,  /* "the PTR lookup failed (<st>), ..." */
+  WHY_PTRNONE,  /* "no PTR name of <c> is in <s>" */
+  WHY_PTRVAL,   /* "<s> is validated" */
+  WHY_PTRNOVAL, /* "no PTR name of <c> in <s> resolves back to it" */
+  WHY_GAVE,     /* "<s,n> gave <result a>" */
+  WHY_EXPBAD    /* "the explanation text is not valid (<s>)" */
+};
+
+typedef struct spf_why {
+  const char *s; /* the name or text it quotes (NUL-terminated) */
+  uint32_t n;    /* its length where the code says <s,n> */
+  uint8_t code;  /* enum spf_why_code */
+  uint8_t type;  /* a DNS type */
+  uint8_t st;    /* a DNS status */
+  int a, b;
+} spf_why;
+
+/* An answer as the trace shows it: the count, and the first records, each
+ * copied only as far as the text can show it. */
+#define SPF_TR_SHOWN 16
+typedef struct spf_tr_rr {
+  const char *p; /* NULL: the record was unreadable (not shown) */
+  uint32_t len;  /* the record's length */
+  uint32_t have; /* octets copied at p */
+  int pref;      /* MX preference */
+} spf_tr_rr;
+typedef struct spf_tr_ans {
+  size_t n;     /* records in the answer */
+  size_t shown; /* rr[] entries */
+  spf_tr_rr rr[];
+} spf_tr_ans;
+
+/* Entry codes and the fields each one uses. */
+enum spf_tr_code {
+  TRC_PROBLEM = 1, /* a = result, s1/n1 = problem */
+  TRC_ANSWER,      /* type, st, flag = suffix (TRS_*), s1 = name, ans */
+  TRC_NOREC,       /* s1/n1 = domain, st */
+  TRC_REC,         /* s1/n1 = domain, s2/n2 = record */
+  TRC_BADDOM,      /* s1/n1 = the checked domain */
+  TRC_INCLUDE,     /* s1/n1 = term, s2/n2 = target */
+  TRC_REDIRECT,    /* s1/n1 = term, s2/n2 = target */
+  TRC_PVAL,        /* pn = p names, a = how many */
+  TRC_TERM,        /* s1/n1 = term, flag = matched, type = qualifier, why */
+  TRC_EXPDEF,      /* s1/n1 = exp= term, why */
+  TRC_EXPL,        /* flag = default, s1/n1 = exp= term, s2/n2 = text */
+  TRC_FRAME,       /* s1/n1 = domain, a = result, s2/n2 = deciding term */
+  TRC_FINAL        /* the check's own fields (done by then) */
+};
+enum { TRS_NONE = 0, TRS_P, TRS_EXP }; /* TRC_ANSWER suffixes */
+
 typedef struct spf_trace_ent {
-  uint32_t off, len; /* in trace_text */
+  uint32_t off, len; /* the text in trace_text, once formatted */
   uint8_t depth, kind;
+  uint8_t code;      /* enum spf_tr_code */
+  uint8_t type, st, flag;
+  int a;
+  const char *s1, *s2;
+  uint32_t n1, n2;
+  union {
+    const spf_tr_ans *ans;
+    const char *const *pn;
+    spf_why why;
+  } u;
 } spf_trace_ent;
 
 typedef struct spf_frame spf_frame;
@@ -138,6 +218,9 @@ struct mxgw_spf {
   int64_t timeout_ms;
   int trace;
   int64_t now;
+  uint64_t t_val;    /* the last %{t} value, and its digits */
+  char t_str[24];
+  size_t t_len;      /* 0: none yet */
   char *receiver;    /* NULL: none */
   char *defexp;      /* NULL: the built-in default */
   mxgw_spf_check *pool; /* finished checks kept for reuse */
@@ -203,6 +286,7 @@ struct mxgw_spf_check {
   /* trace */
   spf_trace_ent *tr;
   size_t ntr, captr;
+  size_t nfmt;          /* entries written into trace_text so far */
   mxgw_buf trace_text;
 
   /* outputs (mxgw_spf_output.c) */
@@ -216,5 +300,21 @@ int mxgw__spf_check_expand(mxgw_spf_check *c, const char *d, size_t dn,
                            const char **err);
 
 #define SPF_DEFAULT_EXP "%{o} does not designate %{c} as a permitted sender"
+
+/* snprintf() for the messages of the SPF modules, without stdio: %s, %.Ns,
+ * %.*s, %d, %u, %x, %X (with 0 and width, l, ll, z) and %%; anything else
+ * goes to vsnprintf(). Writes at most cap - 1 octets and a NUL; returns
+ * how many it wrote (not how many it would have). */
+int mxgw__spf_vfmt(char *buf, size_t cap, const char *fmt, va_list ap)
+    MXGW_PRINTF(3, 0);
+int mxgw__spf_fmt(char *buf, size_t cap, const char *fmt, ...)
+    MXGW_PRINTF(3, 4);
+
+/* "A", "AAAA", "MX", "TXT", "PTR", "CNAME", else "?". */
+const char *mxgw__spf_type_name(int type);
+
+/* Write the text of the trace entries recorded since the last call into
+ * trace_text (mxgw_spf_output.c). MXGW_OK or MXGW_E_NOMEM. */
+int mxgw__spf_trace_format(mxgw_spf_check *c);
 
 #endif /* MXGW_SPF_INT_H */

@@ -5,8 +5,11 @@
  * as RFC 5322 requires (dot-atom or quoted-string) and folded; the spf
  * resinfo of Authentication-Results (RFC 8601 2.7.2) with the identity as
  * smtp.mailfrom or smtp.helo; the whole check as JSON (jansson); and the
- * gateway policy with the RFC 7372 enhanced status codes.
+ * gateway policy with the RFC 7372 enhanced status codes. Also the text of
+ * the trace: the evaluator records structured entries, and they are
+ * written out here once, the first time the trace or the JSON is read.
  */
+#include <arpa/inet.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -429,6 +432,390 @@ int mxgw_spf_check_reply(mxgw_spf_check *c, int permerror_reject, int *code,
   return MXGW_OK;
 }
 
+/* ---- the trace's text ---------------------------------------------------- */
+
+/* A writer into the check's trace_text; err is set when it cannot grow. */
+typedef struct tw {
+  mxgw_buf *b;
+  const mxgw_mem *m;
+  int err;
+} tw;
+
+static void tw_put(tw *w, const char *s, size_t n) {
+  mxgw_buf *b = w->b;
+  if (!n)
+    return;
+  if (MXGW_LIKELY(b->cap - b->len >= n)) {
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    return;
+  }
+  if (mxgw__buf_append(b, w->m, s, n))
+    w->err = 1;
+}
+static void tw_str(tw *w, const char *s) { tw_put(w, s, strlen(s)); }
+#define TW_LIT(w, lit) tw_put((w), (lit), sizeof(lit) - 1)
+/* at most n octets of s, stopping at a NUL (printf's "%.*s") */
+static void tw_prec(tw *w, const char *s, size_t n) {
+  const char *z = memchr(s, '\0', n);
+  tw_put(w, s, z ? (size_t)(z - s) : n);
+}
+/* 1 if the 8 octets at s are all printable ASCII (0x20-0x7e): no octet
+ * below 0x20, none above 0x7e (the "hasless"/"hasmore" word tests) */
+static int printable8(const char *s) {
+  const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+  uint64_t x;
+  memcpy(&x, s, 8);
+  uint64_t below = (x - ones * 0x20) & ~x & highs;
+  uint64_t above = ((x + ones) | x) & highs;
+  return !(below | above);
+}
+
+/* bytes from outside (DNS, records) with non-printables as \xHH; at most
+ * max octets of text, then "..." (reads at most max octets of s) */
+static void tw_esc(tw *w, const char *s, size_t n, size_t max) {
+  static const char hex[] = "0123456789abcdef";
+  size_t k = 0, i = 0;
+  while (i < n) {
+    if (k >= max) {
+      TW_LIT(w, "...");
+      return;
+    }
+    unsigned char u = (unsigned char)s[i];
+    if (u >= 0x20 && u < 0x7f) {
+      size_t lim = i + (max - k), j = i + 1;
+      if (lim > n)
+        lim = n;
+      while (lim - j >= 8 && printable8(s + j))
+        j += 8;
+      while (j < lim && (unsigned char)s[j] >= 0x20 &&
+             (unsigned char)s[j] < 0x7f)
+        j++;
+      tw_put(w, s + i, j - i);
+      k += j - i;
+      i = j;
+    } else {
+      char b[4] = {'\\', 'x', hex[u >> 4], hex[u & 15]};
+      tw_put(w, b, 4);
+      k += 4;
+      i++;
+    }
+  }
+}
+static void tw_num(tw *w, long v) {
+  char b[24];
+  int n = 0;
+  unsigned long u = v < 0 ? 0UL - (unsigned long)v : (unsigned long)v;
+  do {
+    b[sizeof b - 1 - n++] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0)
+    b[sizeof b - 1 - n++] = '-';
+  tw_put(w, b + sizeof b - n, (size_t)n);
+}
+static void tw_addr(tw *w, const char *a, size_t n) {
+  char b[48];
+  if (n == 4) { /* dotted quad, as inet_ntop() writes it */
+    for (int i = 0; i < 4; i++) {
+      if (i)
+        tw_put(w, ".", 1);
+      tw_num(w, (unsigned char)a[i]);
+    }
+  } else if (n == 16 && inet_ntop(AF_INET6, a, b, sizeof b)) {
+    tw_str(w, b);
+  } else {
+    TW_LIT(w, "(malformed address)");
+  }
+}
+
+/* "TXT example.org: NOERROR, 1 record: \"v=spf1 ...\"" and the like */
+static void tw_answer(tw *w, const spf_trace_ent *e) {
+  int type = e->type;
+  tw_str(w, mxgw__spf_type_name(type));
+  tw_put(w, " ", 1);
+  tw_esc(w, e->s1, strlen(e->s1), 300);
+  tw_put(w, ": ", 2);
+  tw_str(w, mxgw_dns_status_name(e->st));
+  const spf_tr_ans *a = e->u.ans;
+  if (e->st == MXGW_DNS_OK && a) {
+    size_t n = a->n;
+    if (type == MXGW_DNS_TXT || n > 1) {
+      tw_put(w, ", ", 2);
+      tw_num(w, (long)n);
+      tw_str(w, n == 1 ? " record" : " records");
+    }
+    tw_put(w, ":", 1);
+    for (size_t i = 0; i < a->shown; i++) {
+      const spf_tr_rr *r = &a->rr[i];
+      if (!r->p)
+        continue;
+      tw_put(w, i ? ", " : " ", i ? 2 : 1);
+      switch (type) {
+      case MXGW_DNS_A:
+      case MXGW_DNS_AAAA:
+        tw_addr(w, r->p, r->len);
+        break;
+      case MXGW_DNS_TXT:
+        tw_put(w, "\"", 1);
+        tw_esc(w, r->p, r->have, 400);
+        tw_put(w, "\"", 1);
+        break;
+      case MXGW_DNS_MX:
+        tw_num(w, r->pref);
+        tw_put(w, " ", 1);
+        if (r->len)
+          tw_esc(w, r->p, r->have, 300);
+        else
+          TW_LIT(w, ". (null MX)");
+        break;
+      default:
+        tw_esc(w, r->p, r->have, 300);
+      }
+    }
+    if (a->shown < n) {
+      TW_LIT(w, " ... (");
+      tw_num(w, (long)(n - a->shown));
+      TW_LIT(w, " more)");
+    }
+  }
+  if (e->flag == TRS_P)
+    TW_LIT(w, " (for the %{p} macro)");
+  else if (e->flag == TRS_EXP)
+    TW_LIT(w, " (exp=)");
+}
+
+/* The reason of a term's outcome (unescaped, as the evaluator words it). */
+static void tw_why(tw *w, const mxgw_spf_check *c, const spf_why *y) {
+  size_t start = w->b->len, cap = 599;
+  switch (y->code) {
+  case WHY_NONE:
+    break;
+  case WHY_TEXT:
+    tw_str(w, y->s);
+    break;
+  case WHY_NOTIN:
+    tw_str(w, c->c_str);
+    TW_LIT(w, " is not in ");
+    tw_prec(w, y->s, y->n);
+    break;
+  case WHY_BADNAME:
+    tw_put(w, "\"", 1);
+    tw_prec(w, y->s, y->n);
+    TW_LIT(w, "\" is not a valid domain name: treated as non-existent, "
+              "void lookup ");
+    tw_num(w, y->a);
+    TW_LIT(w, " of ");
+    tw_num(w, y->b);
+    break;
+  case WHY_VOID:
+    cap = 399;
+    tw_prec(w, y->s, 260);
+    TW_LIT(w, " has no ");
+    tw_str(w, mxgw__spf_type_name(y->type));
+    TW_LIT(w, " record: ");
+    tw_str(w, mxgw_dns_status_name(y->st));
+    TW_LIT(w, ", void lookup ");
+    tw_num(w, y->a);
+    TW_LIT(w, " of ");
+    tw_num(w, y->b);
+    break;
+  case WHY_A:
+    TW_LIT(w, "no ");
+    tw_str(w, mxgw__spf_type_name(y->type));
+    TW_LIT(w, " address of ");
+    tw_prec(w, y->s, 260);
+    TW_LIT(w, " is within ");
+    tw_str(w, c->c_str);
+    tw_put(w, "/", 1);
+    tw_num(w, y->a);
+    break;
+  case WHY_MXHOST:
+    TW_LIT(w, "via MX host ");
+    tw_str(w, y->s);
+    break;
+  case WHY_MXNONE:
+    TW_LIT(w, "no address of the ");
+    tw_num(w, y->a);
+    tw_str(w, y->a == 1 ? " MX host of " : " MX hosts of ");
+    tw_prec(w, y->s, 260);
+    TW_LIT(w, " is within ");
+    tw_str(w, c->c_str);
+    tw_put(w, "/", 1);
+    tw_num(w, y->b);
+    break;
+  case WHY_PTRFAIL:
+    TW_LIT(w, "the PTR lookup failed (");
+    tw_str(w, mxgw_dns_status_name(y->st));
+    TW_LIT(w, "), so ptr does not match (RFC 7208 5.5)");
+    break;
+  case WHY_PTRNONE:
+    TW_LIT(w, "no PTR name of ");
+    tw_str(w, c->c_str);
+    TW_LIT(w, " is in ");
+    tw_prec(w, y->s, 260);
+    break;
+  case WHY_PTRVAL:
+    tw_str(w, y->s);
+    TW_LIT(w, " is validated");
+    break;
+  case WHY_PTRNOVAL:
+    TW_LIT(w, "no PTR name of ");
+    tw_str(w, c->c_str);
+    TW_LIT(w, " in ");
+    tw_prec(w, y->s, 260);
+    TW_LIT(w, " resolves back to it");
+    break;
+  case WHY_GAVE:
+    tw_prec(w, y->s, y->n);
+    TW_LIT(w, " gave ");
+    tw_str(w, mxgw_spf_result_name(y->a));
+    break;
+  case WHY_EXPBAD:
+    TW_LIT(w, "the explanation text is not valid (");
+    tw_str(w, y->s);
+    tw_put(w, ")", 1);
+    break;
+  }
+  /* the evaluator's reasons were cut to the buffer they were written in */
+  if (!w->err && w->b->len - start > cap)
+    w->b->len = start + cap;
+}
+
+static void tw_entry(tw *w, const mxgw_spf_check *c, const spf_trace_ent *e) {
+  switch (e->code) {
+  case TRC_PROBLEM:
+    tw_str(w, mxgw_spf_result_name(e->a));
+    tw_put(w, ": ", 2);
+    tw_put(w, e->s1, e->n1);
+    break;
+  case TRC_ANSWER:
+    tw_answer(w, e);
+    break;
+  case TRC_NOREC:
+    tw_esc(w, e->s1, e->n1, 300);
+    if (e->st != MXGW_DNS_OK)
+      tw_str(w, e->st == MXGW_DNS_NXDOMAIN ? ": the domain does not exist"
+                                           : ": no TXT records");
+    else
+      TW_LIT(w, ": no TXT record starts with \"v=spf1\"");
+    TW_LIT(w, ", so no SPF record");
+    break;
+  case TRC_REC:
+    tw_esc(w, e->s1, e->n1, 300);
+    tw_put(w, ": ", 2);
+    tw_esc(w, e->s2, e->n2, 4096);
+    break;
+  case TRC_BADDOM:
+    tw_esc(w, e->s1, e->n1, 300);
+    TW_LIT(w, ": not a valid multi-label domain name, so no SPF check (RFC "
+              "7208 4.3)");
+    break;
+  case TRC_INCLUDE:
+  case TRC_REDIRECT:
+    tw_esc(w, e->s1, e->n1, 300);
+    tw_str(w, e->code == TRC_INCLUDE
+                  ? ": checking "
+                  : ": no mechanism matched; the result is that of ");
+    tw_esc(w, e->s2, e->n2, 300);
+    break;
+  case TRC_PVAL:
+    TW_LIT(w, "%{p}: ");
+    if (!e->a)
+      TW_LIT(w, "no validated name (\"unknown\")");
+    for (int i = 0; i < e->a; i++) {
+      tw_str(w, i ? ", " : "validated ");
+      tw_str(w, e->u.pn[i]);
+    }
+    break;
+  case TRC_TERM: {
+    tw_esc(w, e->s1, e->n1, 300);
+    tw_str(w, e->flag ? ": match" : ": no match");
+    size_t open = w->b->len;
+    tw_put(w, " (", 2);
+    tw_why(w, c, &e->u.why);
+    if (!w->err && w->b->len == open + 2)
+      w->b->len = open; /* no reason given */
+    else
+      tw_put(w, ")", 1);
+    if (e->flag) {
+      TW_LIT(w, " -> ");
+      tw_str(w, mxgw_spf_result_name(e->type));
+    }
+    break;
+  }
+  case TRC_EXPDEF:
+    tw_esc(w, e->s1, e->n1, 300);
+    tw_put(w, ": ", 2);
+    tw_why(w, c, &e->u.why);
+    TW_LIT(w, ", so the default explanation is used (RFC 7208 6.2)");
+    break;
+  case TRC_EXPL:
+    if (e->flag) {
+      TW_LIT(w, "default explanation: \"");
+    } else {
+      tw_esc(w, e->s1, e->n1, 300);
+      TW_LIT(w, ": explanation \"");
+    }
+    tw_esc(w, e->s2, e->n2, 600);
+    tw_put(w, "\"", 1);
+    break;
+  case TRC_FRAME:
+    tw_esc(w, e->s1, e->n1, 300);
+    tw_put(w, ": ", 2);
+    tw_str(w, mxgw_spf_result_name(e->a));
+    if (e->s2) {
+      tw_put(w, " (", 2);
+      tw_esc(w, e->s2, e->n2, 300);
+      tw_put(w, ")", 1);
+    } else if (e->a == MXGW_SPF_NEUTRAL) {
+      TW_LIT(w, " (default: no term matched)");
+    }
+    break;
+  case TRC_FINAL:
+    TW_LIT(w, "result: ");
+    tw_str(w, mxgw_spf_result_name(c->result));
+    if (c->mechanism) {
+      tw_put(w, " (", 2);
+      tw_esc(w, c->mechanism, c->mechanism_n, 300);
+      if (c->domain) {
+        TW_LIT(w, " in ");
+        tw_esc(w, c->domain, c->domain_n, 300);
+      }
+      tw_put(w, ")", 1);
+    }
+    TW_LIT(w, "; DNS terms ");
+    tw_num(w, c->dns_terms);
+    tw_put(w, "/", 1);
+    tw_num(w, c->max_terms);
+    TW_LIT(w, ", void lookups ");
+    tw_num(w, c->voids);
+    tw_put(w, "/", 1);
+    tw_num(w, c->max_void);
+    TW_LIT(w, ", DNS queries ");
+    tw_num(w, c->queries);
+    break;
+  }
+}
+
+int mxgw__spf_trace_format(mxgw_spf_check *c) {
+  tw w = {&c->trace_text, &c->mem, 0};
+  while (c->nfmt < c->ntr) {
+    spf_trace_ent *e = &c->tr[c->nfmt];
+    size_t start = c->trace_text.len;
+    tw_entry(&w, c, e);
+    tw_put(&w, "", 1); /* entries are NUL-terminated */
+    if (w.err) {
+      c->trace_text.len = start;
+      return MXGW_E_NOMEM;
+    }
+    e->off = (uint32_t)start;
+    e->len = (uint32_t)(c->trace_text.len - 1 - start);
+    c->nfmt++;
+  }
+  return MXGW_OK;
+}
+
 /* ---- JSON -------------------------------------------------------------------- */
 
 /* A JSON string of bytes that may not be UTF-8: invalid bytes as \xHH. */
@@ -507,6 +894,10 @@ int mxgw_spf_check_json(mxgw_spf_check *c, const char **ptr, size_t *len) {
     e |= jset(cnt, "dns_queries", json_integer(c->queries));
   }
   e |= jset(o, "counts", cnt);
+  if (mxgw__spf_trace_format(c)) {
+    json_decref(o);
+    return MXGW_E_NOMEM;
+  }
   json_t *tr = json_array();
   for (size_t i = 0; tr && i < c->ntr; i++) {
     json_t *ent = json_object();

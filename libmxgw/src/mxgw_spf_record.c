@@ -73,8 +73,8 @@ typedef struct perr {
 } perr;
 
 static int fail(perr *e, const spf_term *t, const char *what) {
-  snprintf(e->buf, e->cap, "%s \"%.*s\"", what, (int)(t->tlen > 200 ? 200 : t->tlen),
-           t->text);
+  mxgw__spf_fmt(e->buf, e->cap, "%s \"%.*s\"", what,
+                (int)(t->tlen > 200 ? 200 : t->tlen), t->text);
   return -1;
 }
 
@@ -86,7 +86,7 @@ static int domain_spec(perr *e, spf_term *t, const char *s, size_t n) {
     return fail(e, t, "empty domain-spec in");
   if (mxgw__spf_macro_check(s, n, SPF_M_DOMAIN, &uses_p, &ends_macro, &err)) {
     char what[120];
-    snprintf(what, sizeof what, "bad macro (%s) in", err);
+    mxgw__spf_fmt(what, sizeof what, "bad macro (%s) in", err);
     return fail(e, t, what);
   }
   if (!ends_macro) {
@@ -239,7 +239,7 @@ static int parse_term(perr *e, spf_term *t, spf_record *rec, int idx) {
     const char *err = NULL;
     if (mxgw__spf_macro_check(v, vn, SPF_M_ANY, NULL, NULL, &err)) {
       char what[120];
-      snprintf(what, sizeof what, "bad macro (%s) in modifier", err);
+      mxgw__spf_fmt(what, sizeof what, "bad macro (%s) in modifier", err);
       return fail(e, t, what);
     }
     t->type = T_UNKNOWN_MOD;
@@ -293,23 +293,22 @@ int mxgw__spf_parse(spf_arena *a, const mxgw_mem *m, const char *rec,
   out->n = 0;
   out->redirect = out->exp = -1;
   if (!mxgw__spf_is_record(rec, len)) {
-    snprintf(err, errcap, "not an SPF record (no \"v=spf1\" at the start)");
+    mxgw__spf_fmt(err, errcap,
+                  "not an SPF record (no \"v=spf1\" at the start)");
     return -1;
   }
+  /* printable ASCII only; count the terms after "v=spf1" on the way */
+  size_t n = 0;
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)rec[i];
     if (c < 0x20 || c > 0x7e) {
-      snprintf(err, errcap,
-               "%s character 0x%02X at offset %zu of the record",
-               c >= 0x80 ? "non-ASCII" : "control", c, i);
+      mxgw__spf_fmt(err, errcap,
+                    "%s character 0x%02X at offset %zu of the record",
+                    c >= 0x80 ? "non-ASCII" : "control", c, i);
       return -1;
     }
+    n += (i >= 6 && c != ' ' && rec[i - 1] == ' ');
   }
-  /* count the terms after "v=spf1" */
-  size_t n = 0;
-  for (size_t i = 6; i < len; i++)
-    if (rec[i] != ' ' && rec[i - 1] == ' ')
-      n++;
   if (n == 0)
     return 0;
   spf_term *terms = mxgw__spf_alloc(a, m, n * sizeof *terms);

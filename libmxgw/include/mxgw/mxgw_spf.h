@@ -328,7 +328,9 @@ MXGW_EXTERN size_t mxgw_spf_check_trace_count(const mxgw_spf_check *chk);
  * @param kind   receives an mxgw_spf_trace_kind; may be NULL.
  * @param ptr,len  receive the text (printable ASCII; bytes outside it from
  *               DNS are shown as \xHH).
- * Errors: MXGW_E_INVAL, MXGW_E_RANGE (i).
+ * The text is formatted the first time the trace is read (evaluation only
+ * records structured entries) and cached in the check.
+ * Errors: MXGW_E_INVAL, MXGW_E_RANGE (i), MXGW_E_NOMEM (formatting).
  */
 MXGW_EXTERN int mxgw_spf_check_trace(const mxgw_spf_check *chk, size_t i,
                                      int *depth, int *kind, const char **ptr,
