@@ -355,7 +355,7 @@ static int fail_rest(mxgw_lmtp *c, int code, const char *enh,
 /* The connection is unusable: everything waiting fails, and we close. */
 static int conn_fail(mxgw_lmtp *c, int code, const char *enh,
                      const char *text, int stage, int local) {
-  snprintf(c->errmsg, sizeof c->errmsg, "%s", text);
+  snprintf(c->errmsg, sizeof c->errmsg, "%.*s", (int)sizeof c->errmsg - 1, text);
   int rv = fail_rest(c, code, enh, text, strlen(text), stage, local);
   if (c->phase != PH_CLOSED) {
     c->phase = PH_CLOSED;

@@ -25,7 +25,7 @@ static int per_thread;
 static void *writer(void *arg) {
   (void)arg;
   for (int i = 0; per_thread == 0 || i < per_thread; i++) {
-    mxgw_queue_msg *m;
+    mxgw_queue_msg *m = NULL;
     char id[32], line[64];
     int rc = qh_write(q, &m, id);
     if (rc == MXGW_OK)

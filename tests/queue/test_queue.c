@@ -82,7 +82,7 @@ Test(queue, commit_reads_back_byte_exact) {
   mxgw_queue *q = open_q(0);
   char ids[5][32];
   for (int i = 0; i < 5; i++) {
-    mxgw_queue_msg *m;
+    mxgw_queue_msg *m = NULL;
     cr_assert_eq(qh_write(q, &m, ids[i]), MXGW_OK);
     cr_assert_eq(mxgw_queue_msg_set_str(m, MXGW_QKEY_TLS_JSON,
                                         "{\"protocol\":\"TLSv1.3\"}", 22),
@@ -133,7 +133,7 @@ Test(queue, commit_reads_back_byte_exact) {
 
 Test(queue, refused_commits_leave_nothing) {
   mxgw_queue *q = open_q(0);
-  mxgw_queue_msg *m;
+  mxgw_queue_msg *m = NULL;
   cr_assert_eq(mxgw_queue_begin(q, &m), MXGW_OK);
   mxgw_queue_write(m, "Subject: x\r\n\r\nbody\r\n", 20);
   mxgw_queue_msg_set_str(m, MXGW_QKEY_SENDER, "", 0);
@@ -155,7 +155,7 @@ struct thr {
 static void *committer(void *arg) {
   struct thr *t = arg;
   for (int i = 0; i < t->n; i++) {
-    mxgw_queue_msg *m;
+    mxgw_queue_msg *m = NULL;
     char id[32];
     if (qh_write(t->q, &m, id) == MXGW_OK && mxgw_queue_commit(m) == MXGW_OK)
       t->ok++;
@@ -208,7 +208,7 @@ Test(queue, async_commit_through_eventfd) {
   enum { N = 60 };
   char ids[N][32];
   for (int i = 0; i < N; i++) {
-    mxgw_queue_msg *m;
+    mxgw_queue_msg *m = NULL;
     cr_assert_eq(qh_write(q, &m, ids[i]), MXGW_OK);
     cr_assert_eq(mxgw_queue_commit_async(m, (uint64_t)i + 1000), MXGW_OK);
   }
@@ -236,7 +236,7 @@ Test(queue, async_commit_through_eventfd) {
 Test(queue, delivery_moves) {
   mxgw_queue *q = open_q(0);
   char id[32];
-  mxgw_queue_msg *m;
+  mxgw_queue_msg *m = NULL;
   cr_assert_eq(qh_write(q, &m, id), MXGW_OK);
   cr_assert_eq(mxgw_queue_commit(m), MXGW_OK);
   mxgw_queue_entry *e;
@@ -285,7 +285,7 @@ Test(queue, delivery_moves) {
 Test(queue, recovery_requeues_active_and_lock_is_exclusive) {
   mxgw_queue *q = open_q(0);
   char id[32];
-  mxgw_queue_msg *m;
+  mxgw_queue_msg *m = NULL;
   cr_assert_eq(qh_write(q, &m, id), MXGW_OK);
   cr_assert_eq(mxgw_queue_commit(m), MXGW_OK);
   mxgw_queue_entry *e;
@@ -332,7 +332,7 @@ static int exists(const char *sub, const char *name) {
 Test(queue, recovery_quarantines_and_reunites) {
   mxgw_queue *q = open_q(0);
   char id[32];
-  mxgw_queue_msg *m;
+  mxgw_queue_msg *m = NULL;
   cr_assert_eq(qh_write(q, &m, id), MXGW_OK);
   cr_assert_eq(mxgw_queue_commit(m), MXGW_OK);
   cr_assert_eq(mxgw_queue_manage(q, MXGW_QOP_HOLD, id, 0), 1);
@@ -376,7 +376,7 @@ Test(queue, operator_actions) {
   mxgw_queue *q = open_q(0);
   char ids[4][32];
   for (int i = 0; i < 4; i++) {
-    mxgw_queue_msg *m;
+    mxgw_queue_msg *m = NULL;
     cr_assert_eq(qh_write(q, &m, ids[i]), MXGW_OK);
     cr_assert_eq(mxgw_queue_commit(m), MXGW_OK);
   }
@@ -403,7 +403,7 @@ Test(queue, disk_full_is_distinct_and_leaves_nothing) {
   mxgw_queue *q = open_q(0);
   int nospace = 0, committed = 0;
   for (int i = 0; i < 40 && !nospace; i++) {
-    mxgw_queue_msg *m;
+    mxgw_queue_msg *m = NULL;
     char id[32];
     int rc = qh_write(q, &m, id);
     if (rc == MXGW_OK)
