@@ -16,5 +16,6 @@
 #include "mxgw_spf.h" /* includes mxgw_resolver.h */
 #include "mxgw_lmtp.h"
 #include "mxgw_queue.h"
+#include "mxgw_deliver.h"
 
 #endif /* MXGW_H */
