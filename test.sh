@@ -5,8 +5,8 @@
 #   release  gcc Release build with -Werror; every ctest test (all labels
 #            except install/package, which the install stage runs itself)
 #   asan     clang build with ASan+UBSan (-DMXGW_SANITIZE=ON, -Werror);
-#            the unit, transcript, TLS and DNS tests
-#            (ctest -L 'unit|transcript|tls|dns')
+#            the unit, transcript, TLS, DNS, queue, LMTP and delivery
+#            tests (ctest -L 'unit|transcript|tls|dns|queue|lmtp|deliver')
 #   fuzz     clang -Werror build with -DMXGW_BUILD_FUZZ=ON (when
 #            tests/fuzz/CMakeLists.txt exists); each fuzz_* target runs for a
 #            bounded time: MXGW_FUZZ_SECONDS in all (default 60, 0 = build
@@ -192,8 +192,9 @@ stage_asan() {
     -DMXGW_BUILD_BENCH=OFF -DMXGW_BUILD_FUZZ=OFF
   ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} \
   UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
-    run_ctest "asan unit+transcript+tls+dns" "$ROOT/build/asan" ctest-asan \
-      -j "$JOBS" -L 'unit|transcript|tls|dns'
+    run_ctest "asan unit/transcript/tls/dns/queue/lmtp/deliver" \
+      "$ROOT/build/asan" ctest-asan \
+      -j "$JOBS" -L 'unit|transcript|tls|dns|queue|lmtp|deliver'
 }
 
 stage_fuzz() {
