@@ -29,6 +29,11 @@
  * naming the file) and logged; SIGHUP reloads it, and the files are checked
  * for changes every --tls-reload-ms: new sessions get a renewed certificate,
  * sessions in progress keep theirs, a broken one is logged and not used.
+ *
+ * With --lmtp-proxy HOST:PORT|unix:PATH it runs in proxy (before-queue)
+ * mode (mxgw_proxy.h): nothing is written to --dir (still required); each
+ * session gets its own backend LMTP connection, driven by the same epoll
+ * loop, and the backend's replies become the SMTP replies in step.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* accept4, epoll, signalfd, getopt_long */
@@ -44,6 +49,7 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +58,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,7 +73,7 @@
 #define DEFAULT_MAX_CONNS 1024
 
 /* What an epoll_event's data.ptr points at: the first member of each. */
-enum handle_kind { H_LISTENER = 1, H_SIGNAL, H_CONN };
+enum handle_kind { H_LISTENER = 1, H_SIGNAL, H_CONN, H_BACKEND };
 struct handle {
   int kind;
   int fd;
@@ -93,6 +100,12 @@ struct conn {
   int broken;       /* the socket failed: mxgw_session_abort(), then close */
   int closed_ev;    /* MXGW_EV_CLOSE was seen */
   int dead;         /* closed; freed at the end of the loop iteration */
+  /* proxy mode (--lmtp-proxy) */
+  mxgw_proxy *px;
+  struct handle bh;   /* the backend socket (kind H_BACKEND) */
+  uint32_t bmask;     /* its epoll interest */
+  int bconnecting;    /* non-blocking connect in progress */
+  int64_t now;        /* time of the current pump, for on_event() */
   /* current message */
   int msg_active;
   int msg_fd;
@@ -105,6 +118,10 @@ struct server {
   int epfd;
   int dirfd;
   const char *dir;
+  const char *proxy_target; /* --lmtp-proxy, or NULL */
+  struct sockaddr_storage proxy_sa;
+  socklen_t proxy_salen;
+  int64_t proxy_timeout; /* --timeout also bounds the backend's replies */
   struct handle sigh;
   struct listener ls[MAX_LISTEN];
   size_t nls;
@@ -418,6 +435,15 @@ static void on_event(struct conn *c, int ev) {
   size_t len;
   int rc = 0;
 
+  if (c->px) {
+    rc = mxgw_proxy_session_event(c->px, ev, c->now);
+    if (ev == MXGW_EV_CLOSE)
+      c->closed_ev = 1;
+    if (rc < 0)
+      logmsg(c->srv, c->peer, "proxy: %s", mxgw_strerror(rc));
+    if (rc != 0)
+      return;
+  }
   switch (ev) {
   case MXGW_EV_CONNECT:
   case MXGW_EV_HELO:
@@ -506,10 +532,14 @@ static size_t conn_flush(struct conn *c) {
  * not reach the client, so accepting a message now would only make it send
  * the message again. conn_update() closes the connection and discards an
  * unfinished message. */
+static int proxy_pump(struct conn *c, int64_t now);
+
 static void conn_pump(struct conn *c, int64_t now) {
+  c->now = now;
   while (!c->broken) {
     int progress = 0, ev;
-    if (c->in_len > 0) {
+    if (c->in_len > 0 &&
+        !(c->px && (mxgw_proxy_want(c->px) & MXGW_PROXY_WANT_PAUSE))) {
       int n = mxgw_session_feed(c->s, c->in + c->in_off, c->in_len, now);
       if (n > 0) {
         c->in_off += (size_t)n;
@@ -530,11 +560,139 @@ static void conn_pump(struct conn *c, int64_t now) {
     }
     if (ev < 0)
       logmsg(c->srv, c->peer, "session: %s", mxgw_strerror(ev));
+    if (c->px && proxy_pump(c, now))
+      progress = 1;
     if (conn_flush(c) > 0)
       progress = 1;
     if (!progress)
       break;
   }
+}
+
+/* ---- proxy mode: the backend socket ------------------------------------ */
+
+static void backend_close(struct conn *c) {
+  if (c->bh.fd < 0)
+    return;
+  epoll_ctl(c->srv->epfd, EPOLL_CTL_DEL, c->bh.fd, NULL);
+  close(c->bh.fd);
+  c->bh.fd = -1;
+  c->bmask = 0;
+  c->bconnecting = 0;
+}
+
+static void backend_fail(struct conn *c, const char *what, int err,
+                         int64_t now) {
+  char why[200];
+  snprintf(why, sizeof why, "%s %s: %s", what, c->srv->proxy_target,
+           strerror(err));
+  logmsg(c->srv, c->peer, "proxy: %s", why);
+  backend_close(c);
+  mxgw_proxy_backend_failed(c->px, why, now);
+}
+
+/* Act on what the proxy wants from the backend socket. Returns 1 if
+ * something moved. */
+static int proxy_pump(struct conn *c, int64_t now) {
+  int moved = 0;
+  for (int round = 0; round < 8; round++) {
+    int want = mxgw_proxy_want(c->px);
+    if ((want & MXGW_PROXY_WANT_CONNECT) && c->bh.fd < 0) {
+      struct server *srv = c->srv;
+      struct epoll_event ee;
+      int fd = socket(srv->proxy_sa.ss_family,
+                      SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      moved = 1;
+      if (fd < 0) {
+        int e = errno;
+        mxgw_proxy_backend_failed(c->px, strerror(e), now);
+        continue;
+      }
+      c->bh.fd = fd;
+      if (connect(fd, (struct sockaddr *)&srv->proxy_sa, srv->proxy_salen) ==
+          0) {
+        mxgw_proxy_backend_connected(c->px, now);
+      } else if (errno == EINPROGRESS || errno == EAGAIN) {
+        c->bconnecting = 1;
+      } else {
+        backend_fail(c, "connect to", errno, now);
+        continue;
+      }
+      memset(&ee, 0, sizeof ee);
+      ee.events = c->bmask = EPOLLIN | EPOLLOUT;
+      ee.data.ptr = &c->bh;
+      epoll_ctl(srv->epfd, EPOLL_CTL_ADD, fd, &ee);
+      continue;
+    }
+    if (want & MXGW_PROXY_WANT_CLOSE) {
+      backend_close(c);
+      mxgw_proxy_backend_closed(c->px);
+      moved = 1;
+      continue;
+    }
+    if ((want & MXGW_PROXY_WANT_WRITE) && c->bh.fd >= 0 && !c->bconnecting) {
+      const char *p;
+      size_t len;
+      mxgw_proxy_backend_output(c->px, &p, &len);
+      ssize_t n = send(c->bh.fd, p, len, MSG_NOSIGNAL);
+      if (n > 0) {
+        mxgw_proxy_backend_consume(c->px, (size_t)n);
+        moved = 1;
+        if ((size_t)n == len)
+          continue;
+      } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+                 errno != EINTR) {
+        backend_fail(c, "write to", errno, now);
+        moved = 1;
+        continue;
+      }
+    }
+    break;
+  }
+  /* epoll interest for the backend socket */
+  if (c->bh.fd >= 0) {
+    int want = mxgw_proxy_want(c->px);
+    uint32_t mask = EPOLLIN;
+    if (c->bconnecting || (want & MXGW_PROXY_WANT_WRITE))
+      mask |= EPOLLOUT;
+    if (mask != c->bmask) {
+      struct epoll_event ee;
+      memset(&ee, 0, sizeof ee);
+      ee.events = mask;
+      ee.data.ptr = &c->bh;
+      if (epoll_ctl(c->srv->epfd, EPOLL_CTL_MOD, c->bh.fd, &ee) == 0)
+        c->bmask = mask;
+    }
+  }
+  return moved;
+}
+
+static void conn_update(struct conn *c);
+
+static void backend_io(struct conn *c, uint32_t events, int64_t now) {
+  if (c->dead || c->bh.fd < 0)
+    return;
+  if (c->bconnecting && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+    int err = 0;
+    socklen_t el = sizeof err;
+    getsockopt(c->bh.fd, SOL_SOCKET, SO_ERROR, &err, &el);
+    c->bconnecting = 0;
+    if (err)
+      backend_fail(c, "connect to", err, now);
+    else
+      mxgw_proxy_backend_connected(c->px, now);
+  } else if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+    char buf[16384];
+    ssize_t n = recv(c->bh.fd, buf, sizeof buf, 0);
+    if (n > 0)
+      mxgw_proxy_backend_feed(c->px, buf, (size_t)n, now);
+    else if (n == 0)
+      mxgw_proxy_backend_eof(c->px, now);
+    else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+      backend_fail(c, "read from", errno, now);
+  }
+  conn_pump(c, now);
+  conn_update(c);
 }
 
 static void resume_accept(struct server *srv);
@@ -544,6 +702,11 @@ static void conn_close(struct conn *c) {
   if (c->dead)
     return;
   msg_discard(c);
+  if (c->px) {
+    backend_close(c);
+    mxgw_proxy_free(c->px);
+    c->px = NULL;
+  }
   epoll_ctl(srv->epfd, EPOLL_CTL_DEL, c->h.fd, NULL);
   close(c->h.fd);
   c->h.fd = -1;
@@ -596,7 +759,8 @@ static void conn_update(struct conn *c) {
     mask |= EPOLLIN;
   if (want & MXGW_WANT_WRITE)
     mask |= EPOLLOUT;
-  if (mask == 0 && mxgw_session_deadline(c->s) < 0) {
+  if (mask == 0 && mxgw_session_deadline(c->s) < 0 &&
+      !(c->px && (c->bh.fd >= 0 || mxgw_proxy_deadline(c->px) >= 0))) {
     /* Nothing could ever wake this connection up again. */
     logmsg(c->srv, c->peer, "session stalled (want=%d, %zu bytes unread)",
            want, c->in_len);
@@ -666,6 +830,8 @@ static void conn_new(struct server *srv, int fd, const struct sockaddr *sa,
   c->h.fd = fd;
   c->srv = srv;
   c->msg_fd = -1;
+  c->bh.kind = H_BACKEND;
+  c->bh.fd = -1;
   snprintf(c->peer, sizeof c->peer, sa->sa_family == AF_INET6 ? "[%s]:%s"
                                                               : "%s:%s",
            host, serv);
@@ -680,6 +846,33 @@ static void conn_new(struct server *srv, int fd, const struct sockaddr *sa,
     return;
   }
   mxgw_session_set_user(c->s, c);
+  if (srv->proxy_target) {
+    rc = mxgw_proxy_new(&c->px, c->s, NULL);
+    if (rc == 0)
+      rc = mxgw_proxy_set_str(c->px, MXGW_PROXY_OPT_LHLO_NAME, srv->hostname);
+    if (rc == 0) { /* the Received header's date: wall clock from now_ms */
+      struct timespec rt;
+      clock_gettime(CLOCK_REALTIME, &rt);
+      rc = mxgw_proxy_set_int(c->px, MXGW_PROXY_OPT_CLOCK_OFFSET_MS,
+                              (int64_t)rt.tv_sec * 1000 +
+                                  rt.tv_nsec / 1000000 - now);
+    }
+    if (rc == 0 && srv->proxy_timeout > 0) {
+      mxgw_proxy_set_int(c->px, MXGW_PROXY_OPT_COMMAND_TIMEOUT_MS,
+                         srv->proxy_timeout);
+      mxgw_proxy_set_int(c->px, MXGW_PROXY_OPT_DATA_TIMEOUT_MS,
+                         srv->proxy_timeout);
+    }
+    if (rc < 0) {
+      logmsg(srv, c->peer, "proxy: %s", mxgw_strerror(rc));
+      mxgw_proxy_free(c->px);
+      mxgw_session_free(c->s);
+      free(c->in);
+      free(c);
+      close(fd);
+      return;
+    }
+  }
   if (!srv->quiet)
     mxgw_session_set_log(c->s, session_log, c);
   rc = mxgw_session_set_peer(c->s, host, atoi(serv), NULL);
@@ -692,6 +885,7 @@ static void conn_new(struct server *srv, int fd, const struct sockaddr *sa,
     rc = MXGW_E_IO;
   if (rc < 0) {
     logmsg(srv, c->peer, "cannot start session: %s", mxgw_strerror(rc));
+    mxgw_proxy_free(c->px);
     mxgw_session_free(c->s);
     free(c->in);
     free(c);
@@ -875,6 +1069,19 @@ static int run_timers(struct server *srv, int64_t now) {
     }
     if (d >= 0 && (earliest < 0 || d < earliest))
       earliest = d;
+    if (c->px) {
+      d = mxgw_proxy_deadline(c->px);
+      if (d >= 0 && d <= now) {
+        mxgw_proxy_tick(c->px, now);
+        conn_pump(c, now);
+        conn_update(c);
+        if (c->dead)
+          continue;
+        d = mxgw_proxy_deadline(c->px);
+      }
+      if (d >= 0 && (earliest < 0 || d < earliest))
+        earliest = d;
+    }
   }
   if (srv->tls && srv->tls_interval > 0) {
     if (now >= srv->tls_next_check) {
@@ -921,6 +1128,11 @@ static void run(struct server *srv) {
         break;
       case H_CONN:
         conn_io((struct conn *)(void *)h, evs[i].events, now);
+        break;
+      case H_BACKEND:
+        backend_io((struct conn *)(void *)((char *)h -
+                                            offsetof(struct conn, bh)),
+                   evs[i].events, now);
         break;
       default:
         break;
@@ -1032,6 +1244,10 @@ static void usage(FILE *f) {
           "  --smtps             implicit TLS on every listener (RFC 8314)\n"
           "  --tls-reload-ms MS  check the certificate files for changes this\n"
           "                      often (default 60000; 0 = only on SIGHUP)\n"
+          "  --lmtp-proxy T      proxy mode: relay each message in step to\n"
+          "                      the LMTP backend T (HOST:PORT, [V6]:PORT or\n"
+          "                      unix:PATH; numeric) instead of writing it\n"
+          "                      to --dir; its replies become ours\n"
           "  --quiet             no log lines on stderr\n"
           "  --help, --version\n",
           DEFAULT_MAX_CONNS);
@@ -1064,8 +1280,50 @@ enum {
   OPT_SMTPS,
   OPT_TLS_RELOAD,
   OPT_HELP,
-  OPT_VERSION
+  OPT_VERSION,
+  OPT_LMTP_PROXY
 };
+
+/* --lmtp-proxy: "unix:PATH", "HOST:PORT" or "[V6]:PORT" (numeric). */
+static void parse_proxy_target(struct server *srv, const char *t) {
+  memset(&srv->proxy_sa, 0, sizeof srv->proxy_sa);
+  if (strncmp(t, "unix:", 5) == 0) {
+    struct sockaddr_un *un = (struct sockaddr_un *)&srv->proxy_sa;
+    if (strlen(t + 5) == 0 || strlen(t + 5) >= sizeof un->sun_path)
+      die("--lmtp-proxy '%s': bad socket path", t);
+    un->sun_family = AF_UNIX;
+    memcpy(un->sun_path, t + 5, strlen(t + 5) + 1);
+    srv->proxy_salen = (socklen_t)sizeof *un;
+    return;
+  }
+  char host[256];
+  const char *port;
+  if (t[0] == '[') {
+    const char *e = strchr(t, ']');
+    if (!e || e[1] != ':' || (size_t)(e - t - 1) >= sizeof host)
+      die("--lmtp-proxy '%s': want [V6]:PORT", t);
+    memcpy(host, t + 1, (size_t)(e - t - 1));
+    host[e - t - 1] = '\0';
+    port = e + 2;
+  } else {
+    const char *col = strrchr(t, ':');
+    if (!col || (size_t)(col - t) >= sizeof host)
+      die("--lmtp-proxy '%s': want HOST:PORT or unix:PATH", t);
+    memcpy(host, t, (size_t)(col - t));
+    host[col - t] = '\0';
+    port = col + 1;
+  }
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+  int rc = getaddrinfo(host, port, &hints, &res);
+  if (rc != 0)
+    die("--lmtp-proxy '%s': %s", t, gai_strerror(rc));
+  memcpy(&srv->proxy_sa, res->ai_addr, res->ai_addrlen);
+  srv->proxy_salen = res->ai_addrlen;
+  freeaddrinfo(res);
+}
 
 int main(int argc, char **argv) {
   static const struct option opts[] = {
@@ -1083,6 +1341,7 @@ int main(int argc, char **argv) {
       {"tls-reload-ms", required_argument, NULL, OPT_TLS_RELOAD},
       {"help", no_argument, NULL, OPT_HELP},
       {"version", no_argument, NULL, OPT_VERSION},
+      {"lmtp-proxy", required_argument, NULL, OPT_LMTP_PROXY},
       {NULL, 0, NULL, 0}};
   const char *listen_specs[MAX_LISTEN];
   size_t nlisten = 0, i;
@@ -1110,6 +1369,10 @@ int main(int argc, char **argv) {
     case OPT_DIR:
       srv.dir = optarg;
       break;
+    case OPT_LMTP_PROXY:
+      srv.proxy_target = optarg;
+      parse_proxy_target(&srv, optarg);
+      break;
     case OPT_HOSTNAME:
       hostname = optarg;
       break;
@@ -1121,6 +1384,7 @@ int main(int argc, char **argv) {
       break;
     case OPT_TIMEOUT:
       timeout_ms = parse_num("--timeout", optarg, 1, 86400000);
+      srv.proxy_timeout = timeout_ms;
       break;
     case OPT_QUIET:
       srv.quiet = 1;

@@ -17,5 +17,6 @@
 #include "mxgw_lmtp.h"
 #include "mxgw_queue.h"
 #include "mxgw_deliver.h"
+#include "mxgw_proxy.h"
 
 #endif /* MXGW_H */
