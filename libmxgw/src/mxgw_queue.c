@@ -226,6 +226,12 @@ static int list_names(int dirfd, int json, char ***out, size_t *nout) {
   return MXGW_OK;
 }
 
+void mxgw__queue_take_reset(mxgw_queue *q) {
+  mxgw__queue_free_ids(q->take_ids, q->take_n);
+  q->take_ids = NULL;
+  q->take_n = q->take_pos = 0;
+}
+
 int mxgw__queue_list_ids(mxgw_queue *q, int state, char ***ids, size_t *n) {
   if (state < 1 || state > MXGW_QSTATE_MAX)
     return MXGW_E_INVAL;
@@ -436,6 +442,7 @@ void mxgw_queue_free(mxgw_queue *q) {
   for (size_t i = 0; i < sizeof fds / sizeof *fds; i++)
     if (fds[i] >= 0)
       close(fds[i]);
+  mxgw__queue_take_reset(q);
   pthread_mutex_destroy(&q->idlock);
   pthread_mutex_destroy(&q->lock);
   pthread_mutex_destroy(&q->admin);

@@ -77,6 +77,11 @@ struct mxgw_queue {
   /* operator actions: in-process mutex + flock(DIR/manage.lock) */
   pthread_mutex_t admin;
   int adminfd;
+  /* take() cursor over one sorted listing of incoming/ (admin lock held):
+   * taken in order, re-listed only when used up, so that taking N messages
+   * reads the directory about once instead of N times */
+  char **take_ids;
+  size_t take_n, take_pos;
   /* counters */
   atomic_llong st_commits, st_commit_errors, st_file_syncs, st_dir_syncs,
       st_batches, st_recovered_active, st_quarantined, st_orphans,
@@ -95,6 +100,7 @@ int mxgw__queue_tmpname(mxgw_queue *q, const char *id, const char *suffix,
 void mxgw__queue_admin_lock(mxgw_queue *q);
 void mxgw__queue_admin_unlock(mxgw_queue *q);
 /* list IDs of messages (metadata files) in one state, sorted */
+void mxgw__queue_take_reset(mxgw_queue *q);
 int mxgw__queue_list_ids(mxgw_queue *q, int state, char ***ids, size_t *n);
 void mxgw__queue_free_ids(char **ids, size_t n);
 

@@ -443,7 +443,7 @@ int mxgw__queue_move(mxgw_queue *q, const char *id, int from, int to,
 /* Remove a message: the metadata goes first, renamed into tmp/ as
  * "<id>.json.del.*" (the point of no return); recovery removes a lone body
  * that such a marker explains. */
-static int remove_msg(mxgw_queue *q, int state, const char *id) {
+static int remove_msg_nosync(mxgw_queue *q, int state, const char *id) {
   char name[MXGW_QID_MAX + 8], del[MXGW_QID_MAX + 64];
   snprintf(name, sizeof name, "%s.json", id);
   int rc = mxgw__queue_tmpname(q, id, ".json.del", del, sizeof del);
@@ -454,7 +454,12 @@ static int remove_msg(mxgw_queue *q, int state, const char *id) {
     return mxgw__queue_errno(errno);
   unlinkat(sfd, id, 0);
   unlinkat(q->tmpfd, del, 0);
-  return mxgw__queue_dirsync(q, sfd);
+  return MXGW_OK;
+}
+
+static int remove_msg(mxgw_queue *q, int state, const char *id) {
+  int rc = remove_msg_nosync(q, state, id);
+  return rc == MXGW_OK ? mxgw__queue_dirsync(q, q->statefd[state]) : rc;
 }
 
 /* Oldest message due in `state` (next_attempt <= now), as an ID. */
@@ -493,16 +498,36 @@ int mxgw_queue_take(mxgw_queue *q, int64_t now, mxgw_queue_entry **out) {
   char id[MXGW_QID_MAX];
   int rc;
   mxgw__queue_admin_lock(q);
-  int from = MXGW_QSTATE_INCOMING;
-  rc = pick_due(q, from, now, id);
-  if (rc == MXGW_E_NOTFOUND) {
-    from = MXGW_QSTATE_DEFERRED;
-    rc = pick_due(q, from, now, id);
+  /* incoming/ first, oldest first, from the cursor; an entry that is gone
+   * (moved by an operator or another process) is skipped */
+  rc = MXGW_E_NOTFOUND;
+  for (int listed = 0; rc == MXGW_E_NOTFOUND;) {
+    if (q->take_pos >= q->take_n) {
+      if (listed)
+        break;
+      mxgw__queue_take_reset(q);
+      rc = mxgw__queue_list_ids(q, MXGW_QSTATE_INCOMING, &q->take_ids,
+                                &q->take_n);
+      if (rc != MXGW_OK) {
+        q->take_ids = NULL;
+        q->take_n = 0;
+        break;
+      }
+      rc = MXGW_E_NOTFOUND;
+      listed = 1;
+      continue;
+    }
+    snprintf(id, sizeof id, "%s", q->take_ids[q->take_pos++]);
+    /* no directory fsync: if this move is lost the message is found again
+     * in its old state, which is the same as after recovery of active/ */
+    rc = mxgw__queue_move(q, id, MXGW_QSTATE_INCOMING, MXGW_QSTATE_ACTIVE, 0);
   }
-  /* no directory fsync: if this move is lost the message is found again in
-   * its old state, which is the same as after recovery of active/ */
-  if (rc == MXGW_OK)
-    rc = mxgw__queue_move(q, id, from, MXGW_QSTATE_ACTIVE, 0);
+  if (rc == MXGW_E_NOTFOUND) {
+    rc = pick_due(q, MXGW_QSTATE_DEFERRED, now, id);
+    if (rc == MXGW_OK)
+      rc = mxgw__queue_move(q, id, MXGW_QSTATE_DEFERRED, MXGW_QSTATE_ACTIVE,
+                            0);
+  }
   if (rc == MXGW_OK)
     rc = mxgw__queue_load_at(q, MXGW_QSTATE_ACTIVE, id, out);
   mxgw__queue_admin_unlock(q);
@@ -536,7 +561,16 @@ int mxgw_queue_finish(mxgw_queue *q, mxgw_queue_entry *e,
   mxgw__queue_admin_lock(q);
   int rc;
   if (to == 0) {
-    rc = remove_msg(q, MXGW_QSTATE_ACTIVE, e->id);
+    /* the renames under the lock, the directory fsync after it: other
+     * workers' takes and finishes need not wait for this one's disk flush */
+    rc = remove_msg_nosync(q, MXGW_QSTATE_ACTIVE, e->id);
+    mxgw__queue_admin_unlock(q);
+    if (rc == MXGW_OK)
+      rc = mxgw__queue_dirsync(q, q->statefd[MXGW_QSTATE_ACTIVE]);
+    if (rc != MXGW_OK)
+      return rc;
+    e->state = to;
+    return to;
   } else {
     rc = save_meta(q, MXGW_QSTATE_ACTIVE, e->id, e->meta);
     if (rc == MXGW_OK)
@@ -684,6 +718,7 @@ int mxgw_queue_manage(mxgw_queue *q, int op, const char *id, int state) {
     return MXGW_E_STATE;
   int rc, count = 0;
   mxgw__queue_admin_lock(q);
+  mxgw__queue_take_reset(q); /* released/requeued messages: list again */
   if (id) {
     int s = find_state(q, id);
     if (!s)
