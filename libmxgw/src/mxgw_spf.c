@@ -878,6 +878,35 @@ static spf_slot *slots_new(mxgw_spf_check *c, size_t n) {
   return c->slots;
 }
 
+/* One slot per target name of ans[0..n) (MX exchanges, PTR names), without
+ * the final dot. A name that cannot be looked up, including a null MX (".",
+ * RFC 7505), gets status -1: it has no addresses to ask. false after
+ * nomem(). */
+static bool slots_from_names(mxgw_spf_check *c, const mxgw_dns_answer *ans,
+                             size_t n) {
+  if (!slots_new(c, n)) {
+    nomem(c);
+    return false;
+  }
+  for (size_t i = 0; i < n; i++) {
+    const char *p;
+    size_t l;
+    mxgw_dns_answer_data(ans, i, &p, &l);
+    if (l && p[l - 1] == '.')
+      l--;
+    spf_slot *sl = &c->slots[c->nslots++];
+    sl->c = c;
+    sl->name = mxgw__spf_strndup(&c->arena, &c->mem, p, l);
+    sl->nlen = l;
+    if (!sl->name) {
+      nomem(c);
+      return false;
+    }
+    sl->status = mxgw__spf_name_ok(p, l) ? -1 : 0;
+  }
+  return true;
+}
+
 /* Trace the slots' answers in order, up to index last (inclusive). */
 static void tr_slots(mxgw_spf_check *c, size_t last, int depth) {
   TRACE(c) {
@@ -961,27 +990,8 @@ static void p_ptr_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans) 
     c->ptr_names = (int)n;
   if (n > (size_t)c->max_ptr)
     n = (size_t)c->max_ptr;
-  if (!slots_new(c, n)) {
-    nomem(c);
-    return;
-  }
-  for (size_t i = 0; i < n; i++) {
-    const char *p;
-    size_t l;
-    mxgw_dns_answer_data(ans, i, &p, &l);
-    if (l && p[l - 1] == '.')
-      l--;
-    spf_slot *s = &c->slots[c->nslots++];
-    s->c = c;
-    s->name = mxgw__spf_strndup(&c->arena, &c->mem, p, l);
-    s->nlen = l;
-    if (!s->name) {
-      nomem(c);
-      return;
-    }
-    s->status = mxgw__spf_name_ok(p, l) ? -1 : 0;
-  }
-  batch_start(c, W_BATCH_P);
+  if (slots_from_names(c, ans, n))
+    batch_start(c, W_BATCH_P);
 }
 
 static void p_batch_done(mxgw_spf_check *c) {
@@ -1324,28 +1334,8 @@ static void mx_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans) {
                 c->max_mx);
     return;
   }
-  if (!slots_new(c, n)) {
-    nomem(c);
-    return;
-  }
-  for (size_t i = 0; i < n; i++) {
-    const char *p;
-    size_t l;
-    mxgw_dns_answer_data(ans, i, &p, &l);
-    if (l && p[l - 1] == '.')
-      l--;
-    spf_slot *s = &c->slots[c->nslots++];
-    s->c = c;
-    s->name = mxgw__spf_strndup(&c->arena, &c->mem, p, l);
-    s->nlen = l;
-    if (!s->name) {
-      nomem(c);
-      return;
-    }
-    /* a null MX (".", RFC 7505) or a bad name has no addresses to ask */
-    s->status = (l == 0 || mxgw__spf_name_ok(p, l)) ? -1 : 0;
-  }
-  batch_start(c, W_BATCH_MX);
+  if (slots_from_names(c, ans, n))
+    batch_start(c, W_BATCH_MX);
 }
 
 static void mx_batch_done(mxgw_spf_check *c) {
