@@ -236,11 +236,10 @@ static void arm_timer(mxgw_session *s) {
 /*
  * Queue a reply. text may hold '\n'-separated lines; enh may be NULL (no
  * enhanced code: greeting and EHLO/HELO replies, RFC 2034 3). Returns
- * MXGW_E_NOMEM on allocation failure, leaving `out` unchanged.
+ * MXGW_E_NOMEM on allocation failure, leaving `ob` unchanged.
  */
-static int reply(mxgw_session *s, int code, const char *enh, const char *text) {
-  /* With TLS inside the session, replies wait in pout for encryption. */
-  mxgw_buf *ob = s->ssl ? &s->pout : &s->out;
+static int reply_to(mxgw_session *s, mxgw_buf *ob, int code, const char *enh,
+                    const char *text) {
   size_t before = mxgw__buf_size(ob);
   const char *line = text;
   int rv = MXGW_OK;
@@ -268,6 +267,11 @@ static int reply(mxgw_session *s, int code, const char *enh, const char *text) {
   slog(s, MXGW_LOG_REPLY, mxgw__buf_ptr(ob) + before,
        mxgw__buf_size(ob) - before);
   return MXGW_OK;
+}
+
+/* With TLS inside the session, replies wait in pout for encryption. */
+static int reply(mxgw_session *s, int code, const char *enh, const char *text) {
+  return reply_to(s, s->ssl ? &s->pout : &s->out, code, enh, text);
 }
 
 static int replyf(mxgw_session *s, int code, const char *enh, const char *fmt,
@@ -1585,11 +1589,8 @@ static int answer(mxgw_session *s, int code, const char *enh, const char *text) 
           rv = reply(s, 454, "4.7.0", "TLS not available due to temporary reason");
           break;
         }
-        SSL *ssl = s->ssl;
-        s->ssl = NULL;
-        rv = reply(s, 220, enh ? enh : "2.0.0",
-                   text ? text : "Ready to start TLS");
-        s->ssl = ssl;
+        rv = reply_to(s, &s->out, 220, enh ? enh : "2.0.0",
+                      text ? text : "Ready to start TLS");
         s->starttls_reset = true;
       } else {
         rv = reply(s, 220, enh ? enh : "2.0.0",
