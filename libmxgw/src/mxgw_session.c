@@ -334,10 +334,13 @@ static void log_disconnect(mxgw_session *s) {
        (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
 }
 
-/* Abort the message in progress, if any (emits MESSAGE_ABORT). */
+/* Abort the message in progress, if any (emits MESSAGE_ABORT once; no BODY
+ * follows it). */
 static void abort_message(mxgw_session *s, const char *reason) {
-  if (s->data_started && !s->msg_fail)
+  if (s->data_started && !s->msg_fail) {
     push_ev(s, MXGW_EV_MESSAGE_ABORT, reason);
+    s->msg_fail = FAIL_ABORTED;
+  }
 }
 
 static void reset_tx(mxgw_session *s) {
@@ -1898,6 +1901,10 @@ static int message_end(mxgw_session *s) {
       rv = reply(s, 550, "5.5.2",
                  "Error: bare <LF> received (RFC 5321 2.3.8); use <CR><LF>");
       break;
+    case FAIL_ABORTED:
+      /* only reachable if a session kept running after an abort */
+      rv = reply(s, 451, "4.3.0", "Error: message aborted");
+      break;
     default:
       rv = reply(s, 550, "5.5.2",
                  "Error: bare <CR> received (RFC 5321 2.3.8); use <CR><LF>");
@@ -2261,11 +2268,7 @@ static int announce(mxgw_session *s) {
   return s->pending;
 }
 
-int mxgw_session_next_event(mxgw_session *s) {
-  if (!s)
-    return MXGW_E_INVAL;
-  s->ev_ptr = NULL;
-  s->ev_len = 0;
+static int next_event(mxgw_session *s) {
   for (;;) {
     if (s->evq_n) {
       /* Information events queued while processing (RSET, ABORT) come
@@ -2324,6 +2327,19 @@ int mxgw_session_next_event(mxgw_session *s) {
       mxgw__buf_free(&s->in, &s->mem);
     return 0;
   }
+}
+
+int mxgw_session_next_event(mxgw_session *s) {
+  if (!s)
+    return MXGW_E_INVAL;
+  s->ev_ptr = NULL;
+  s->ev_len = 0;
+  int rv = next_event(s);
+  /* The contract: after MXGW_E_NOMEM the session closes with 421, whichever
+   * path ran out (a reply deep inside a command handler included). */
+  if (rv == MXGW_E_NOMEM && s->state != ST_CLOSED)
+    (void)fail_nomem(s);
+  return rv;
 }
 
 /* ------------------------------------------------------------------------ */

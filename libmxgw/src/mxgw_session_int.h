@@ -154,7 +154,9 @@ struct mxgw_session {
   char errmsg[256];
 };
 
-enum { FAIL_NONE, FAIL_SIZE, FAIL_LINE, FAIL_BARE_LF, FAIL_BARE_CR };
+/* FAIL_ABORTED: MESSAGE_ABORT was emitted for another reason (timeout, RSET,
+ * out of memory...): no BODY or second ABORT follows for that message. */
+enum { FAIL_NONE, FAIL_SIZE, FAIL_LINE, FAIL_BARE_LF, FAIL_BARE_CR, FAIL_ABORTED };
 enum { BOL_NONE, BOL_HARD, BOL_SOFT };
 
 /* TLS glue (mxgw_session_tls.c). All return MXGW_OK or an error with a
