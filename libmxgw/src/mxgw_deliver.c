@@ -21,9 +21,11 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -603,6 +605,71 @@ typedef struct outcome {
   char *text;
 } outcome;
 
+static bool ascii_only(const char *p, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)p[i] >= 0x80)
+      return false;
+  return true;
+}
+
+/* The client asked for SMTPUTF8 (MAIL ... SMTPUTF8). Require it of the
+ * backend only when the message needs it, as Postfix does: when the sender,
+ * a recipient being delivered or the header section holds non-ASCII octets.
+ * An all-ASCII message goes to a backend without SMTPUTF8 (Dovecot 2.3)
+ * as it is, instead of failing with 553 5.6.7. A header section that
+ * cannot be read counts as needing it (the client then reports why). */
+static bool needs_smtputf8(mxgw_lmtp *c, const mxgw_queue_entry *e,
+                           const outcome *out, size_t no) {
+  int64_t ext = 0;
+  if (mxgw_lmtp_get_int(c, MXGW_LMTP_INFO_EXTENSIONS, &ext) == MXGW_OK &&
+      (ext & MXGW_LMTP_EXT_SMTPUTF8))
+    return true; /* offered: pass the client's request on unchanged */
+  const char *from = estr(e, MXGW_QKEY_SENDER);
+  if (!ascii_only(from, strlen(from)))
+    return true;
+  for (size_t k = 0; k < no; k++) {
+    const char *a = rstr(e, out[k].idx, MXGW_QRKEY_ADDR);
+    if (!ascii_only(a, strlen(a)))
+      return true;
+  }
+  int fd = open(estr(e, MXGW_QKEY_BODY_PATH), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return true;
+  /* the header section: up to the first empty line (or 256 KiB) */
+  char buf[8192];
+  size_t total = 0;
+  int bol = 1; /* at the beginning of a line (a CR there keeps it) */
+  bool need = false, done = false;
+  while (!done && !need && total < 256 * 1024) {
+    ssize_t r = read(fd, buf, sizeof buf);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
+    for (ssize_t i = 0; i < r; i++) {
+      unsigned char ch = (unsigned char)buf[i];
+      if (ch >= 0x80) {
+        need = true;
+        break;
+      }
+      if (ch == '\n') {
+        if (bol) {
+          done = true; /* empty line: end of the header section */
+          break;
+        }
+        bol = 1;
+      } else if (ch == '\r' && bol) {
+        /* an empty line's CR keeps bol */
+      } else {
+        bol = 0;
+      }
+    }
+    total += (size_t)r;
+  }
+  close(fd);
+  return need || (!done && total >= 256 * 1024);
+}
+
 static void deliver_entry(worker *w, mxgw_queue_entry *e) {
   mxgw_deliver *d = w->d;
   const mxgw_mem *m = &d->mem;
@@ -670,7 +737,7 @@ static void deliver_entry(worker *w, mxgw_queue_entry *e) {
                                  eint(e, MXGW_QKEY_SIZE));
     if (!rv && strcmp(estr(e, MXGW_QKEY_BODY), "8BITMIME") == 0)
       rv = mxgw_lmtp_msg_set_int(c, MXGW_LMTP_MSG_8BITMIME, 1);
-    if (!rv && eint(e, MXGW_QKEY_SMTPUTF8))
+    if (!rv && eint(e, MXGW_QKEY_SMTPUTF8) && needs_smtputf8(c, e, out, no))
       rv = mxgw_lmtp_msg_set_int(c, MXGW_LMTP_MSG_SMTPUTF8, 1);
     const char *ret = estr(e, MXGW_QKEY_RET);
     if (!rv && *ret)

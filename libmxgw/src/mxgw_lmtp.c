@@ -1752,6 +1752,14 @@ void mxgw__lmtp_reset(mxgw_lmtp *c) {
 bool mxgw__lmtp_closed(const mxgw_lmtp *c) { return c->phase == PH_CLOSED; }
 bool mxgw__lmtp_started(const mxgw_lmtp *c) { return c->phase != PH_INIT; }
 bool mxgw__lmtp_msg_ready(const mxgw_lmtp *c) { return c->mstate == M_BUILD; }
+
+int mxgw__lmtp_fail_unsent(mxgw_lmtp *c) {
+  if (c->mstate != M_BUILD)
+    return MXGW_E_STATE;
+  const char *t = c->errmsg[0] ? c->errmsg : "cannot connect to the backend";
+  c->mstate = M_QUEUED; /* so that fail_rest() sees an active message */
+  return fail_rest(c, 451, "4.4.1", t, strlen(t), MXGW_LMTP_STAGE_CONNECT, 1);
+}
 bool mxgw__lmtp_msg_done(const mxgw_lmtp *c) { return c->mstate == M_DONE; }
 void mxgw__lmtp_config_ref(mxgw_lmtp_config *cfg) {
   atomic_fetch_add(&cfg->refs, 1);

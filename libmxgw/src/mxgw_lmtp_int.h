@@ -47,6 +47,9 @@ void mxgw__lmtp_reset(mxgw_lmtp *c);
 bool mxgw__lmtp_closed(const mxgw_lmtp *c);
 bool mxgw__lmtp_started(const mxgw_lmtp *c);
 bool mxgw__lmtp_msg_ready(const mxgw_lmtp *c); /* built, not submitted */
+/* The built, unsubmitted message fails (451 4.4.1, local, the last error)
+ * because the connection could not be made. */
+int mxgw__lmtp_fail_unsent(mxgw_lmtp *c);
 bool mxgw__lmtp_msg_done(const mxgw_lmtp *c);
 void mxgw__lmtp_config_ref(mxgw_lmtp_config *cfg);
 void mxgw__lmtp_config_unref(mxgw_lmtp_config *cfg);

@@ -326,6 +326,8 @@ int mxgw_lmtp_conn_deliver_fd(mxgw_lmtp_conn *k, int fd) {
     close_fd(k);
     if ((rv = mxgw_lmtp_conn_open(k, now_ms())))
       return rv;
+    if (mxgw__lmtp_closed(c)) /* the connect failed at once (ENOENT...) */
+      return mxgw__lmtp_fail_unsent(c);
   }
   if ((rv = mxgw_lmtp_msg_submit(c, now_ms())))
     return rv;

@@ -766,6 +766,12 @@ int mxgw_queue_commit_async(mxgw_queue_msg *m, uint64_t tag) {
     mxgw_queue_msg_free(m);
     return MXGW_E_UNSUPPORTED;
   }
+  /* What the worker would refuse is refused here, as documented: no
+   * recipient, or an earlier write failed (then no completion follows). */
+  if (m->failed || mxgw__queue_meta_check(m->meta) != MXGW_OK) {
+    mxgw_queue_msg_free(m);
+    return MXGW_E_STATE;
+  }
   m->tag = tag;
   m->next = NULL;
   pthread_mutex_lock(&q->lock);

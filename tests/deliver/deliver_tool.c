@@ -45,6 +45,7 @@ int main(int argc, char **argv) {
   const char *rcpts[64], *backends[16], *bounce = NULL, *bounce_rcpt = NULL;
   const char *hostname = NULL;
   int nr = 0, nb = 0, count = 1, notify = 0, keep_bounced = 0, nosync = 0;
+  int smtputf8 = 0;
   long long now = 0, lifetime = -1, conc = 0, timeout = 0, arrival = 0;
   long long backoff = 0;
   for (int i = 4; i < argc; i++) {
@@ -73,6 +74,7 @@ int main(int argc, char **argv) {
     else if (OPT("--backoff")) backoff = atoll(v);
     else if (strcmp(a, "--keep-bounced") == 0) keep_bounced = 1;
     else if (strcmp(a, "--nosync") == 0) nosync = 1;
+    else if (strcmp(a, "--smtputf8") == 0) smtputf8 = 1;
     else usage();
 #undef OPT
   }
@@ -114,6 +116,8 @@ int main(int argc, char **argv) {
                                     strlen(chelo));
       if (!rv && arrival)
         rv = mxgw_queue_msg_set_int(msg, MXGW_QKEY_ARRIVAL, arrival);
+      if (!rv && smtputf8)
+        rv = mxgw_queue_msg_set_int(msg, MXGW_QKEY_SMTPUTF8, 1);
       for (int i = 0; !rv && i < nr; i++)
         rv = mxgw_queue_msg_add_rcpt(msg, rcpts[i], strlen(rcpts[i]), notify,
                                      orcpt, orcpt ? strlen(orcpt) : 0);

@@ -166,6 +166,44 @@ class DeliverTests(unittest.TestCase):
         # XCLIENT: Dovecot saw the original client, not us
         self.assertIn("192.0.2.7", self.dove.read_log())
 
+    def test_smtputf8_requested_ascii_message_delivered(self):
+        # The client said MAIL ... SMTPUTF8 but nothing in the envelope or
+        # the header section is UTF-8: Dovecot 2.3 (no SMTPUTF8) gets it,
+        # as Postfix would deliver it, instead of a 553 5.6.7 bounce.
+        path = self.body(tag=b"u8ascii")
+        before = len(self.dove.maildir_files("alice"))
+        ids = self.enqueue("--from", "s@remote.example", "--rcpt",
+                           f"alice@{D}", "--file", path, "--smtputf8")
+        logs, _, _ = self.run_once()
+        lines = sent_lines(logs)
+        self.assertEqual([(m["id"], m["status"]) for m in lines],
+                         [(ids[0], "sent")], "\n".join(logs))
+        self.assert_empty_queue()
+        files = self.dove.wait_files("alice", before + 1)
+        self.assertTrue(any(b"deliver test u8ascii" in read(f) for f in files))
+
+    def test_smtputf8_needed_not_offered_fails_precisely(self):
+        # A UTF-8 header does need SMTPUTF8: the backend does not offer it,
+        # so the recipient fails with 553 5.6.7 (a DSN goes to the sender,
+        # the message is kept in failed/) and nothing reaches the Maildir.
+        path = os.path.join(self.tmp, "u8.eml")
+        with open(path, "wb") as f:
+            f.write("From: s@remote.example\r\nSubject: caf\u00e9 "
+                    "u8needed\r\n\r\nbody\r\n".encode())
+        before = len(self.dove.maildir_files("alice"))
+        ids = self.enqueue("--from", "s@remote.example", "--rcpt",
+                           f"alice@{D}", "--file", path, "--smtputf8")
+        logs, _, _ = self.run_once("--keep-bounced")
+        lines = [m for m in sent_lines(logs) if m["id"] == ids[0]]
+        self.assertEqual(len(lines), 1, "\n".join(logs))
+        self.assertEqual(lines[0]["status"], "bounced")
+        self.assertEqual(lines[0]["dsn"], "5.6.7")
+        self.assertIn("SMTPUTF8", lines[0]["reason"])
+        self.assertTrue(any(ids[0] in p
+                            for p in glob.glob(f"{self.spool}/failed/*")))
+        self.assertFalse(any(b"u8needed" in read(f)
+                             for f in self.dove.maildir_files("alice")[before:]))
+
     def test_backend_down_then_up(self):
         dove = F.Dovecot(users=("alice",))
         try:

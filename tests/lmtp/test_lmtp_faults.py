@@ -150,6 +150,21 @@ class FaultTests(unittest.TestCase):
             self.assertEqual(r["local"], 1)
             self.assertIn("Connection refused", r["text"])
 
+    def test_unix_socket_missing(self):
+        # connect() fails at once (ENOENT): every recipient still gets its
+        # result (451 4.4.1, local, the path and the reason), not an error
+        # from the driver.
+        path = os.path.join(self.tmp, "no-such-lmtp.sock")
+        args = ["--target", f"unix:{path}", "--from", "s@origin.example",
+                "--file", self.msg, "--rcpt", "a@x.test", "--rcpt", "b@x.test"]
+        rc, res, _, err = F.run_deliver(*args, timeout=60)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual([r["rcpt"] for r in res], ["a@x.test", "b@x.test"])
+        for r in res:
+            self.assertEqual((r["code"], r["enh"], r["local"]), (451, "4.4.1", 1), r)
+            self.assertIn(path, r["text"])
+            self.assertIn("No such file or directory", r["text"])
+
     def test_drop_mid_data(self):
         srv = FakeLMTP(drop_mid_data=True)
         try:

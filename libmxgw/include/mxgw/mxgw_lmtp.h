@@ -232,8 +232,12 @@ MXGW_EXTERN int mxgw_lmtp_next_event(mxgw_lmtp *c);
  * Begin a message (the envelope is built with the calls below, then
  * submitted). The previous message's results are discarded.
  * @param mail_from  reverse path without <>, "" for the null sender.
- * Errors: MXGW_E_STATE (a message is in progress or the client is closed),
- * MXGW_E_INVAL (NULL, CR/LF/controls, or <>), MXGW_E_NOMEM.
+ * A message may be built on a client that has closed (or is quitting after
+ * MXGW_LMTP_OPT_MAX_MESSAGES): the blocking driver (mxgw_lmtp_conn) then
+ * reconnects before it submits; submitting it on the closed client itself
+ * fails with MXGW_E_CLOSED.
+ * Errors: MXGW_E_STATE (a message is in progress), MXGW_E_INVAL (NULL,
+ * CR/LF/controls, or <>), MXGW_E_NOMEM.
  */
 MXGW_EXTERN int mxgw_lmtp_msg_new(mxgw_lmtp *c, const char *mail_from);
 
