@@ -51,6 +51,8 @@ new_nsd=0
 for p in "${missing[@]}"; do [ "$p" = nsd ] && new_nsd=1; done
 new_dovecot=0
 for p in "${missing[@]}"; do case $p in dovecot-*) new_dovecot=1 ;; esac; done
+new_haproxy=0
+for p in "${missing[@]}"; do [ "$p" = haproxy ] && new_haproxy=1; done
 
 # Postfix asks what kind of mail server this is: answer "No configuration",
 # which leaves it without a main.cf and so without a running daemon.
@@ -63,7 +65,7 @@ echo "postfix postfix/mailname string $(hostname -f 2>/dev/null || echo localhos
 # standard policy-rc.d mechanism), unless the admin already has a policy.
 policy=/usr/sbin/policy-rc.d
 own_policy=0
-if [ $((new_postfix + new_nsd + new_dovecot)) -gt 0 ] && [ ! -e "$policy" ]; then
+if [ $((new_postfix + new_nsd + new_dovecot + new_haproxy)) -gt 0 ] && [ ! -e "$policy" ]; then
   printf '#!/bin/sh\n# installed by libmxgw cmake/install-debian-packages.sh\nexit 101\n' |
     "${sudo[@]}" tee "$policy" >/dev/null
   "${sudo[@]}" chmod 755 "$policy"
@@ -117,6 +119,20 @@ if [ $new_dovecot -eq 1 ]; then
     if [ -s /run/dovecot/master.pid ]; then
       echo "packages: stopping the system dovecot that the package started"
       "${sudo[@]}" kill "$(cat /run/dovecot/master.pid)" 2>/dev/null || true
+    fi
+  fi
+fi
+
+if [ $new_haproxy -eq 1 ]; then
+  # tests/proxyproto runs its own HAProxy with a private config on free
+  # loopback ports: keep the system one from running, now and after a boot.
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    "${sudo[@]}" systemctl disable --now haproxy >/dev/null 2>&1 || true
+  else
+    "${sudo[@]}" update-rc.d haproxy disable >/dev/null 2>&1 || true
+    if [ -s /run/haproxy.pid ]; then
+      echo "packages: stopping the system haproxy that the package started"
+      "${sudo[@]}" kill "$(cat /run/haproxy.pid)" 2>/dev/null || true
     fi
   fi
 fi

@@ -18,5 +18,8 @@
 #include "mxgw_queue.h"
 #include "mxgw_deliver.h"
 #include "mxgw_proxy.h"
+#include "mxgw_doctor.h"
+#include "mxgw_server.h"
+#include "mxgw_proxyproto.h"
 
 #endif /* MXGW_H */
