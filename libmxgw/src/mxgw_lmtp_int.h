@@ -8,6 +8,7 @@
 #define MXGW_LMTP_INT_H
 
 #include <stddef.h>
+#include <sys/socket.h>
 
 #include "mxgw/mxgw_lmtp.h"
 
@@ -47,6 +48,11 @@ void mxgw__lmtp_reset(mxgw_lmtp *c);
 bool mxgw__lmtp_closed(const mxgw_lmtp *c);
 bool mxgw__lmtp_started(const mxgw_lmtp *c);
 bool mxgw__lmtp_msg_ready(const mxgw_lmtp *c); /* built, not submitted */
+/* An LMTP target ("unix:/path", "/path", "host:port", "[v6]:port",
+ * "inet:host:port"; numeric addresses only) as a socket address; label (if
+ * not NULL) gets "host[host]:port" or the path. MXGW_OK or MXGW_E_INVAL. */
+int mxgw__lmtp_target_addr(const char *t, struct sockaddr_storage *ss,
+                           socklen_t *sl, char *label, size_t labelcap);
 /* The built, unsubmitted message fails (451 4.4.1, local, the last error)
  * because the connection could not be made. */
 int mxgw__lmtp_fail_unsent(mxgw_lmtp *c);

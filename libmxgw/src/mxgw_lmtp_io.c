@@ -55,17 +55,19 @@ static int parse_port(const char *s, uint16_t *port) {
   return MXGW_OK;
 }
 
-static int parse_target(mxgw_lmtp_conn *k, const char *t) {
-  memset(&k->sa, 0, sizeof k->sa);
+int mxgw__lmtp_target_addr(const char *t, struct sockaddr_storage *ss,
+                           socklen_t *sl, char *label, size_t labelcap) {
+  memset(ss, 0, sizeof *ss);
   if (strncmp(t, "unix:", 5) == 0 || t[0] == '/') {
     const char *path = t[0] == '/' ? t : t + 5;
-    struct sockaddr_un *un = (struct sockaddr_un *)&k->sa;
+    struct sockaddr_un *un = (struct sockaddr_un *)ss;
     if (!*path || strlen(path) >= sizeof un->sun_path)
       return MXGW_E_INVAL;
     un->sun_family = AF_UNIX;
-    strcpy(un->sun_path, path);
-    k->salen = (socklen_t)sizeof *un;
-    snprintf(k->target, sizeof k->target, "%s", path);
+    memcpy(un->sun_path, path, strlen(path) + 1);
+    *sl = (socklen_t)sizeof *un;
+    if (label)
+      snprintf(label, labelcap, "%s", path);
     return MXGW_OK;
   }
   if (strncmp(t, "inet:", 5) == 0)
@@ -89,21 +91,27 @@ static int parse_target(mxgw_lmtp_conn *k, const char *t) {
   uint16_t port;
   if (parse_port(colon + 1, &port))
     return MXGW_E_INVAL;
-  struct sockaddr_in *v4 = (struct sockaddr_in *)&k->sa;
-  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&k->sa;
+  struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
   if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
     v4->sin_family = AF_INET;
     v4->sin_port = htons(port);
-    k->salen = (socklen_t)sizeof *v4;
-    snprintf(k->target, sizeof k->target, "%.100s[%.100s]:%u", host, host, port);
+    *sl = (socklen_t)sizeof *v4;
   } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
     v6->sin6_family = AF_INET6;
     v6->sin6_port = htons(port);
-    k->salen = (socklen_t)sizeof *v6;
-    snprintf(k->target, sizeof k->target, "%.100s[%.100s]:%u", host, host, port);
-  } else
+    *sl = (socklen_t)sizeof *v6;
+  } else {
     return MXGW_E_INVAL;
+  }
+  if (label)
+    snprintf(label, labelcap, "%.100s[%.100s]:%u", host, host, port);
   return MXGW_OK;
+}
+
+static int parse_target(mxgw_lmtp_conn *k, const char *t) {
+  return mxgw__lmtp_target_addr(t, &k->sa, &k->salen, k->target,
+                                sizeof k->target);
 }
 
 int mxgw_lmtp_conn_new(mxgw_lmtp_conn **out, mxgw_lmtp_config *cfg,

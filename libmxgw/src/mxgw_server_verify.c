@@ -30,62 +30,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mxgw_lmtp_int.h"
 #include "mxgw_server_int.h"
 
 static int64_t now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int target_addr(const char *t, struct sockaddr_storage *ss,
-                       socklen_t *sl) {
-  memset(ss, 0, sizeof *ss);
-  if (strncmp(t, "unix:", 5) == 0 || t[0] == '/') {
-    const char *path = t[0] == '/' ? t : t + 5;
-    struct sockaddr_un *un = (struct sockaddr_un *)ss;
-    if (!*path || strlen(path) >= sizeof un->sun_path)
-      return -1;
-    un->sun_family = AF_UNIX;
-    memcpy(un->sun_path, path, strlen(path) + 1);
-    *sl = (socklen_t)sizeof *un;
-    return 0;
-  }
-  if (strncmp(t, "inet:", 5) == 0)
-    t += 5;
-  char host[128];
-  const char *colon;
-  if (t[0] == '[') {
-    const char *rb = strchr(t, ']');
-    if (!rb || rb[1] != ':' || (size_t)(rb - t - 1) >= sizeof host)
-      return -1;
-    memcpy(host, t + 1, (size_t)(rb - t - 1));
-    host[rb - t - 1] = '\0';
-    colon = rb + 1;
-  } else {
-    colon = strrchr(t, ':');
-    if (!colon || (size_t)(colon - t) >= sizeof host)
-      return -1;
-    memcpy(host, t, (size_t)(colon - t));
-    host[colon - t] = '\0';
-  }
-  long port = strtol(colon + 1, NULL, 10);
-  if (port < 1 || port > 65535)
-    return -1;
-  struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
-  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
-  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons((uint16_t)port);
-    *sl = (socklen_t)sizeof *v4;
-  } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons((uint16_t)port);
-    *sl = (socklen_t)sizeof *v6;
-  } else {
-    return -1;
-  }
-  return 0;
 }
 
 struct pconn {
@@ -173,7 +124,7 @@ static int probe_one(const char *target, const char *lhlo, const char *rcpt,
   struct pconn c;
   char line[1200];
   int code = 0;
-  if (target_addr(target, &ss, &sl) < 0)
+  if (mxgw__lmtp_target_addr(target, &ss, &sl, NULL, 0) != MXGW_OK)
     return 0;
   c.len = 0;
   c.deadline = now_ms() + timeout_ms;
