@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# check-deb.sh BUILD_DIR: runs `cpack -G DEB` in BUILD_DIR and checks the two
-# packages it makes: libmxgw (the versioned shared library only) and
+# check-deb.sh BUILD_DIR: runs `cpack -G DEB` in BUILD_DIR and checks the
+# packages it makes: libmxgw (the versioned shared library only),
 # libmxgw-dev (headers, libmxgw.so, libmxgw.a, libmxgw.pc, CMake config,
-# depending on libmxgw of the same version), with `dpkg-deb -c` and
-# `dpkg-deb -I`. When run as root with CI=true (or MXGW_DEB_INSTALL=1), it
-# also installs both with `dpkg -i`, builds tests/install/consumer.c against
-# /usr through pkg-config (no PKG_CONFIG_PATH, no LD_LIBRARY_PATH), runs it,
-# and removes the packages again with `dpkg -r`. Prints PASS:/FAIL: lines and
+# depending on libmxgw of the same version) and mxgwd (the daemon and the
+# commands), with `dpkg-deb -c` and `dpkg-deb -I`. When run as root with
+# CI=true (or MXGW_DEB_INSTALL=1), it also installs them with `dpkg -i`,
+# builds tests/install/consumer.c against /usr through pkg-config (no
+# PKG_CONFIG_PATH, no LD_LIBRARY_PATH), runs it, checks a configuration
+# with the installed /usr/sbin/mxgwd and evaluates SPF with the installed
+# mxgw-spf, and removes the packages again with `dpkg -r`. Prints PASS:/FAIL: lines and
 # "check-deb: N passed, M failed"; exits non-zero on any failure.
 set -uo pipefail
 
@@ -25,7 +27,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/mxgw-check-deb.XXXXXX")
 installed_by_us=""
 cleanup() {
   if [ -n "$installed_by_us" ]; then
-    dpkg -r libmxgw-dev libmxgw >/dev/null 2>&1 || true
+    dpkg -r mxgwd libmxgw-dev libmxgw >/dev/null 2>&1 || true
   fi
   rm -rf "$tmp"
 }
@@ -50,6 +52,15 @@ if [ -n "$rt" ] && [ -n "$dev" ]; then
   pass "two packages: $(basename "$rt") $(basename "$dev")"
 else
   fail "expected libmxgw_*.deb and libmxgw-dev_*.deb in $out, got: $(ls "$out")"
+  summary check-deb
+  exit 1
+fi
+
+daemon=$(find "$out" -maxdepth 1 -name 'mxgwd_*.deb' | head -n 1)
+if [ -n "$daemon" ]; then
+  pass "daemon package: $(basename "$daemon")"
+else
+  fail "expected mxgwd_*.deb in $out, got: $(ls "$out")"
   summary check-deb
   exit 1
 fi
@@ -122,26 +133,78 @@ else
   fail "packaged libmxgw.pc: $(printf '%s\n' "$pctext" | grep '^prefix=')"
 fi
 
+# --- mxgwd: the daemon and the commands --------------------------------------
+dfiles=$(dpkg-deb -c "$daemon" | awk '$1 !~ /^d/ {print $6}' | sort)
+note "mxgwd files: $(echo $dfiles)"
+missing=""
+for f in ./usr/sbin/mxgwd ./usr/bin/mxgw-doctor ./usr/bin/mxgw-spf \
+         ./usr/bin/mxgw-queue ./usr/share/doc/mxgwd/examples/production.json; do
+  printf '%s\n' "$dfiles" | grep -qx -- "$f" || missing="$missing $f"
+done
+if [ -z "$missing" ]; then
+  pass "mxgwd contains mxgwd, mxgw-doctor, mxgw-spf, mxgw-queue and the example configuration"
+else
+  fail "mxgwd lacks:$missing"
+fi
+if printf '%s\n' "$dfiles" | grep -q 'libmxgw\.so'; then
+  fail "mxgwd duplicates the shared library"
+else
+  pass "mxgwd does not duplicate the shared library"
+fi
+if [ "$(field "$daemon" Package)" = mxgwd ] &&
+   field "$daemon" Depends | grep -q "libmxgw (= $version)"; then
+  pass "mxgwd Depends: $(field "$daemon" Depends)"
+else
+  fail "mxgwd control: Package $(field "$daemon" Package), Depends '$(field "$daemon" Depends)'"
+fi
+
 # --- install, use, remove (root + CI only) -----------------------------------
 if [ "$(id -u)" -eq 0 ] && { [ "${CI:-}" = true ] || [ "${MXGW_DEB_INSTALL:-}" = 1 ]; }; then
   if dpkg-query -W -f='${Status}' libmxgw 2>/dev/null | grep -q 'ok installed'; then
     note "libmxgw was already installed; it is replaced and removed at the end"
   fi
   log=$tmp/dpkg.log
-  if dpkg -i "$rt" "$dev" >"$log" 2>&1; then
+  if dpkg -i "$rt" "$dev" "$daemon" >"$log" 2>&1; then
     installed_by_us=1
-    pass "dpkg -i $(basename "$rt") $(basename "$dev")"
+    pass "dpkg -i $(basename "$rt") $(basename "$dev") $(basename "$daemon")"
     mkdir -p "$tmp/sys"
     check_pkgconfig_consumer "$tmp/sys" "" /usr ""
-    run_check "dpkg -r libmxgw-dev libmxgw" dpkg -r libmxgw-dev libmxgw
+    # the installed daemon validates a configuration (and names a bad key)
+    mkdir -p "$tmp/gw"
+    cat >"$tmp/gw/ok.json" <<JSON
+{ "hostname": "mx.example.test",
+  "listeners": [ { "address": "127.0.0.1", "port": 10999, "mode": "smtp",
+                   "tls": { "policy": "none" } } ],
+  "domains": ["example.test"],
+  "spool": { "directory": "$tmp/gw/spool" },
+  "lmtp": { "backends": ["127.0.0.1:24"] } }
+JSON
+    sed 's/"domains"/"domian"/' "$tmp/gw/ok.json" >"$tmp/gw/bad.json"
+    run_check "/usr/sbin/mxgwd --check-config (valid file: exit 0)" \
+      /usr/sbin/mxgwd --check-config "$tmp/gw/ok.json"
+    badout=$(/usr/sbin/mxgwd --check-config "$tmp/gw/bad.json" 2>&1); rc=$?
+    if [ "$rc" -eq 1 ] && printf '%s' "$badout" | grep -q 'domian'; then
+      pass "/usr/sbin/mxgwd --check-config names the unknown key (exit 1)"
+    else
+      fail "mxgwd --check-config on a bad file: exit $rc: $badout"
+    fi
+    spfout=$(/usr/bin/mxgw-spf --ip 43.207.242.167 --sender newsletter@example.org \
+               --zone "$src/examples/spf/example.zone" 2>&1); rc=$?
+    if [ "$rc" -le 2 ] && printf '%s' "$spfout" | grep -qi 'spf'; then
+      pass "installed /usr/bin/mxgw-spf evaluates a zone (exit $rc)"
+    else
+      fail "installed mxgw-spf: exit $rc: $spfout"
+    fi
+    run_check "dpkg -r mxgwd libmxgw-dev libmxgw" dpkg -r mxgwd libmxgw-dev libmxgw
     installed_by_us=""
-    if [ -e /usr/include/mxgw/mxgw.h ] || ls /usr/lib/libmxgw.so* /usr/lib/*/libmxgw.so* >/dev/null 2>&1; then
+    if [ -e /usr/include/mxgw/mxgw.h ] || [ -e /usr/sbin/mxgwd ] ||
+       ls /usr/lib/libmxgw.so* /usr/lib/*/libmxgw.so* >/dev/null 2>&1; then
       fail "files left behind after dpkg -r"
     else
       pass "dpkg -r removed every file"
     fi
   else
-    fail "dpkg -i of both packages"
+    fail "dpkg -i of the three packages"
     show_log "$log"
   fi
 else
