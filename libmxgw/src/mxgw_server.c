@@ -1371,7 +1371,8 @@ static void client_known(struct conn *c, int64_t now) {
             "warning: Connection rate limit exceeded: %" PRId64
             "/min from unknown[%s]",
             cfg->rate_per_ip, c->addr);
-    refuse(c, "Error: too many connections from your address");
+    refuse(c, "Error: too many connections per minute from your address; "
+              "try again later");
     return;
   }
   c->ip_counted = 1;
@@ -1738,15 +1739,44 @@ static void vc_put(mxgw_server *srv, const char *addr, int code,
 
 /* Turn a probe (or cached) answer into the request's reply. Returns 1 if
  * the recipient is accepted. */
+/* Length of an enhanced status code ("5.1.1") at the start of p, or 0. */
+static size_t enh_code_len(const char *p) {
+  size_t i = 0;
+  if (p[i] != '2' && p[i] != '4' && p[i] != '5')
+    return 0;
+  i++;
+  for (int part = 0; part < 2; part++) {
+    if (p[i] != '.')
+      return 0;
+    size_t d = ++i;
+    while (p[i] >= '0' && p[i] <= '9' && i - d < 3)
+      i++;
+    if (i == d)
+      return 0;
+  }
+  return (p[i] == ' ' || p[i] == '\0') ? i : 0;
+}
+
 static int verify_answer(mxgw_server_req *r, const char *rcpt, int code,
                          const char *text) {
   char t[700];
   if (code / 100 == 2)
     return 1;
   if (code / 100 == 5) {
+    /* The backend's own enhanced code (Dovecot: 5.1.1) is given once, as
+     * ours, not repeated inside the text. */
+    char enh[16] = "5.1.1";
+    size_t el = text ? enh_code_len(text) : 0;
+    if (el && text[0] == '5' && el < sizeof enh) {
+      memcpy(enh, text, el);
+      enh[el] = '\0';
+    }
+    const char *rest = text ? text + el : "";
+    while (*rest == ' ')
+      rest++;
     snprintf(t, sizeof t, "<%.300s>: Recipient address rejected: %.300s",
-             rcpt, text && *text ? text : "undeliverable address");
-    mxgw_server_req_reply(r, 550, "5.1.1", t);
+             rcpt, *rest ? rest : "undeliverable address");
+    mxgw_server_req_reply(r, 550, enh, t);
   } else {
     snprintf(t, sizeof t, "<%.300s>: Recipient address verification "
              "unavailable", rcpt);

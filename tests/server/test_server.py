@@ -472,9 +472,12 @@ class T3Policy(unittest.TestCase):
             got = []
             for _ in range(5):
                 s = socket.create_connection(("127.0.0.1", d.port), 10)
-                got.append(read_reply(s)[:3])
+                got.append(read_reply(s))
                 s.close()
-            self.assertEqual(got, [b"220"] * 3 + [b"421"] * 2)
+            self.assertEqual([g[:3] for g in got], [b"220"] * 3 + [b"421"] * 2)
+            # the reply says which limit it was (not the concurrency one)
+            self.assertIn(b"421 4.7.0", got[3])
+            self.assertIn(b"per minute", got[3])
         finally:
             d.stop()
             d.kill()
@@ -549,6 +552,10 @@ class T3Policy(unittest.TestCase):
                 self.assertEqual(code, 550, text)
                 self.assertIn(b"5.1.1 <nobody@example.test>: Recipient "
                               b"address rejected", text)
+                # Dovecot's enhanced code is given once, not repeated in
+                # the text
+                self.assertEqual(text.count(b"5.1.1"), 1, text)
+                self.assertIn(b"User doesn't exist", text)
                 self.assertEqual(c.rcpt("alice@" + D)[0], 250)
                 self.assertEqual(c.rcpt("nobody@" + D)[0], 550)  # cached
                 self.assertEqual(c.rcpt("ALICE@" + D)[0], 250)   # cached
