@@ -25,6 +25,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +50,7 @@
 #define MAX_DNS_FDS 32
 #define IP_BUCKETS 4096
 
-enum hkind { H_LISTEN = 1, H_CONN, H_WAKE, H_QUEUE, H_DNS };
+enum hkind { H_LISTEN = 1, H_CONN, H_WAKE, H_QUEUE, H_DNS, H_BACKEND };
 struct handle {
   int kind;
   int fd;
@@ -103,6 +104,9 @@ struct conn {
   int spf_result;
   char *spf_hdr;
   char *spf_json;
+  /* proxy mode (MXGW_SRV_OPT_PROXY_MODE): the backend of this session */
+  struct mxgw__srv_px *px;
+  struct handle bh; /* epoll data of the backend socket (kind H_BACKEND) */
 };
 
 struct inbox_done {
@@ -235,6 +239,8 @@ static void sess_log(void *user, mxgw_session *s, int kind, const char *text,
   struct conn *c = user;
   int level;
   (void)s;
+  if (c->px && kind == MXGW_LOG_REPLY)
+    mxgw__srv_px_note_reply(c->px, text, len);
   switch (kind) {
   case MXGW_LOG_CONNECT:
   case MXGW_LOG_DISCONNECT:
@@ -471,6 +477,7 @@ static void conn_schedule(struct conn *c) {
 
 static void conn_free(struct conn *c) {
   const mxgw_mem *m = &c->lp->srv->mem;
+  mxgw__srv_px_free(c->px);
   mxgw_session_free(c->s);
   mxgw_queue_msg_free(c->msg);
   mxgw_spf_check_free(c->spf);
@@ -508,6 +515,8 @@ static void conn_close(struct conn *c) {
   c->spf = NULL;
   mxgw_queue_msg_free(c->msg); /* an uncommitted message is discarded */
   c->msg = NULL;
+  mxgw__srv_px_free(c->px); /* the backend connection goes too */
+  c->px = NULL;
   /* Freed by bury() at the end of the loop round, once no result is
    * outstanding (refs): callers up the stack may still look at c->dead. */
   c->grave_next = lp->grave;
@@ -572,6 +581,11 @@ static int64_t conn_deadline(const struct conn *c) {
   if (c->wait != W_NONE && c->wait != W_COMMIT && c->wait_deadline > 0 &&
       (d < 0 || c->wait_deadline < d))
     d = c->wait_deadline;
+  if (c->px) {
+    int64_t pd = mxgw__srv_px_deadline(c->px);
+    if (pd >= 0 && (d < 0 || pd < d))
+      d = pd;
+  }
   return d;
 }
 
@@ -753,6 +767,10 @@ static int policy(struct conn *c, int stage, int64_t now) {
 }
 
 static void commit(struct conn *c);
+static void px_abort(struct conn *c);
+static int px_stage(struct conn *c, int stage);
+static int px_on_event(struct conn *c, int ev, int64_t now);
+static int px_pump(struct conn *c, int64_t now);
 
 static void apply_answer(struct conn *c, mxgw_server_req *r) {
   int stage = r->stage;
@@ -765,6 +783,7 @@ static void apply_answer(struct conn *c, mxgw_server_req *r) {
       mxgw_queue_msg_free(c->msg);
       c->msg = NULL;
       c->in_txn = 0;
+      px_abort(c);
     }
     reply(c, 451, "4.3.0", "Error: policy temporarily unavailable");
     return;
@@ -782,8 +801,13 @@ static void apply_answer(struct conn *c, mxgw_server_req *r) {
         mxgw_queue_msg_free(c->msg);
         c->msg = NULL;
         c->in_txn = 0;
+        px_abort(c);
       }
       reply(c, r->code, enh, r->text);
+      return;
+    }
+    if (c->px && stage >= MXGW_STAGE_MAIL) {
+      stage_default(c, stage); /* accepted: the backend answers */
       return;
     }
     if (stage == MXGW_STAGE_MESSAGE_END) {
@@ -1091,6 +1115,8 @@ static void commit_done(struct loop *lp, const mxgw_queue_done *d) {
 /* ---- decisions -------------------------------------------------------- */
 
 static void stage_default(struct conn *c, int stage) {
+  if (c->px && px_stage(c, stage))
+    return;
   switch (stage) {
   case MXGW_STAGE_AUTH:
     /* accepted by the callback */
@@ -1118,6 +1144,8 @@ static void connect_continue(struct conn *c, int64_t now) {
 
 static void on_event(struct conn *c, int ev, int64_t now) {
   const struct mxgw_server_config *cfg = c->snap->cfg;
+  if (c->px && px_on_event(c, ev, now))
+    return;
   switch (ev) {
   case MXGW_EV_CONNECT:
     if (cfg->greet_delay > 0) {
@@ -1191,7 +1219,7 @@ static void on_event(struct conn *c, int ev, int64_t now) {
       }
     }
     if (!policy(c, MXGW_STAGE_RCPT, now))
-      accept_(c);
+      stage_default(c, MXGW_STAGE_RCPT);
     break;
   }
   case MXGW_EV_DATA:
@@ -1259,7 +1287,7 @@ static void conn_pump(struct conn *c, int64_t now) {
     return;
   while (!c->broken) {
     int progress = 0, ev;
-    if (c->in_len > 0) {
+    if (c->in_len > 0 && !(c->px && mxgw__srv_px_paused(c->px))) {
       int n = feed(c, c->in, c->in_len, now);
       if (n > 0) {
         in_drop(c, (size_t)n);
@@ -1270,6 +1298,8 @@ static void conn_pump(struct conn *c, int64_t now) {
       on_event(c, ev, now);
       progress = 1;
     }
+    if (c->px && px_pump(c, now))
+      progress = 1;
     const char *p;
     size_t before, after;
     mxgw_session_output(c->s, &p, &before);
@@ -1335,6 +1365,130 @@ static void conn_update(struct conn *c) {
   note_timer(lp, conn_deadline(c));
 }
 
+/* ---- proxy mode (MXGW_SRV_OPT_PROXY_MODE) ---------------------------- */
+
+/* The session's MAIL, RCPT, DATA and end of message reach the mxgw_proxy
+ * (mxgw_server_proxy.c) once the server's own checks accepted them; the
+ * proxy answers them with the backend's replies. */
+
+static void px_log(void *user, int level, const char *line) {
+  srv_log(user, level, "%s", line);
+}
+
+/* Postfix's log_whatsup() as smtpd logs a before-queue proxy's answers:
+ * "NOQUEUE: proxy-accept: END-OF-MESSAGE from unknown[addr]: 250 2.0.0
+ * ...; from=<f> to=<t> proto=ESMTP helo=<h>". */
+static void px_whatsup(struct conn *c, int level, const char *what,
+                       const char *where, int code, const char *text) {
+  const char *helo;
+  size_t hl;
+  sget(c, MXGW_INFO_HELO, &helo, &hl);
+  srv_log(c->lp->srv, level,
+          "NOQUEUE: %s: %s from unknown[%s]: %d %s; from=<%s> to=<%s> "
+          "proto=%s helo=<%.*s>",
+          what, where, c->addr, code, text, mxgw__srv_px_from(c->px),
+          mxgw__srv_px_to(c->px), proto_name(c), (int)(hl > 255 ? 255 : hl),
+          helo);
+}
+
+static void px_abort(struct conn *c) {
+  if (c->px)
+    mxgw__srv_px_event(c->px, MXGW_EV_MESSAGE_ABORT, mono_ms());
+}
+
+/* The server accepted a MAIL, RCPT or the end of the message: the proxy
+ * (the backend) decides. 0 for other stages. */
+static int px_stage(struct conn *c, int stage) {
+  int ev = stage == MXGW_STAGE_MAIL          ? MXGW_EV_MAIL
+           : stage == MXGW_STAGE_RCPT        ? MXGW_EV_RCPT
+           : stage == MXGW_STAGE_MESSAGE_END ? MXGW_EV_MESSAGE_END
+                                             : 0;
+  if (!ev)
+    return 0;
+  if (ev == MXGW_EV_MAIL)
+    c->in_txn = 1;
+  int rc = mxgw__srv_px_event(c->px, ev, mono_ms());
+  if (rc < 0) {
+    srv_log(c->lp->srv, MXGW_SRV_LOG_WARNING, "warning: proxy: %s for "
+            "unknown[%s]", mxgw_strerror(rc), c->addr);
+    if (ev != MXGW_EV_RCPT)
+      c->in_txn = 0;
+    reply(c, 451, "4.3.0", "Error: local error");
+  }
+  conn_schedule(c);
+  return 1;
+}
+
+/* Session events in proxy mode; 1 if handled here, 0 to go on with the
+ * common handling (MAIL and RCPT: SPF, domains, callbacks first). */
+static int px_on_event(struct conn *c, int ev, int64_t now) {
+  int rc;
+  switch (ev) {
+  case MXGW_EV_DATA:
+    rc = mxgw__srv_px_set_prefix(c->px, c->spf_hdr);
+    if (rc == 0)
+      rc = mxgw__srv_px_event(c->px, ev, now);
+    if (rc < 0)
+      reply(c, 451, "4.3.0", "Error: local error");
+    return 1;
+  case MXGW_EV_BODY:
+    if (mxgw__srv_px_event(c->px, ev, now) < 0)
+      px_abort(c); /* out of memory: the end of data gets 451 */
+    return 1;
+  case MXGW_EV_MESSAGE_END:
+    if (!policy(c, MXGW_STAGE_MESSAGE_END, now))
+      stage_default(c, MXGW_STAGE_MESSAGE_END);
+    return 1;
+  case MXGW_EV_MESSAGE_ABORT:
+  case MXGW_EV_RSET:
+  case MXGW_EV_CLOSE:
+    mxgw__srv_px_event(c->px, ev, now);
+    return 0;
+  default:
+    return 0;
+  }
+}
+
+/* Drive the backend socket, and log what the backend decided. */
+static int px_pump(struct conn *c, int64_t now) {
+  int moved = mxgw__srv_px_pump(c->px, now);
+  int ev, code;
+  char text[512];
+  while (c->px && mxgw__srv_px_answered(c->px, &ev, &code, text,
+                                        sizeof text)) {
+    moved = 1;
+    if (ev == MXGW_EV_MESSAGE_END) {
+      c->in_txn = 0;
+      if (code / 100 == 2)
+        STAT_ADD(c->lp->srv, MXGW_SRV_STAT_MESSAGES, 1);
+      px_whatsup(c, code / 100 == 2 ? MXGW_SRV_LOG_INFO : MXGW_SRV_LOG_NOTICE,
+                 code / 100 == 2 ? "proxy-accept" : "proxy-reject",
+                 "END-OF-MESSAGE", code, text);
+      continue;
+    }
+    if (code < 400)
+      continue;
+    if (ev == MXGW_EV_MAIL)
+      c->in_txn = 0;
+    if (ev == MXGW_EV_RCPT)
+      STAT_ADD(c->lp->srv, MXGW_SRV_STAT_REJECTED_RCPT, 1);
+    px_whatsup(c, MXGW_SRV_LOG_NOTICE, "proxy-reject",
+               ev == MXGW_EV_MAIL   ? "MAIL"
+               : ev == MXGW_EV_RCPT ? "RCPT"
+                                    : "DATA",
+               code, text);
+  }
+  return moved;
+}
+
+static void backend_io(struct conn *c, uint32_t events, int64_t now) {
+  if (c->dead || !c->px)
+    return;
+  mxgw__srv_px_io(c->px, events, now);
+  conn_pump(c, now);
+  conn_update(c);
+}
+
 static void session_create(struct conn *c, int64_t now);
 
 static void refuse(struct conn *c, const char *text) {
@@ -1395,6 +1549,24 @@ static void session_create(struct conn *c, int64_t now) {
   }
   mxgw_session_set_user(c->s, c);
   mxgw_session_set_log(c->s, sess_log, c);
+  if (c->snap->cfg->proxy_mode) {
+    c->bh.kind = H_BACKEND;
+    c->bh.fd = -1;
+    /* Backends and LMTP options as delivery has them: those of the
+     * configuration at creation (a reload does not change them). */
+    const mxgw_server_config *bc =
+        srv->cfg0->nbackends ? srv->cfg0 : c->snap->cfg;
+    rc = mxgw__srv_px_new(&c->px, &srv->mem, c->s, bc, c->lp->epfd, &c->bh,
+                          px_log, srv);
+    if (rc < 0) {
+      srv_log(srv, MXGW_SRV_LOG_WARNING, "warning: proxy for [%s]: %s",
+              c->addr, mxgw_strerror(rc));
+      c->px = NULL;
+      c->broken = 1;
+      conn_close(c);
+      return;
+    }
+  }
   c->wait = W_NONE;
   mxgw_session_start(c->s, now);
   conn_pump(c, now);
@@ -1445,7 +1617,9 @@ static void conn_io(struct conn *c, uint32_t events, int64_t now) {
           return;
       } else {
         /* Feed straight from the loop's buffer; keep what is not taken. */
-        int t = feed(c, lp->rbuf, (size_t)n, now);
+        int t = (c->px && mxgw__srv_px_paused(c->px))
+                    ? 0
+                    : feed(c, lp->rbuf, (size_t)n, now);
         if (t < 0)
           t = 0;
         if ((size_t)t < (size_t)n && in_keep(c, lp->rbuf + t, (size_t)n - (size_t)t) < 0)
@@ -2200,6 +2374,7 @@ static void timers(struct loop *lp, int64_t now) {
             mxgw_queue_msg_free(c->msg);
             c->msg = NULL;
             c->in_txn = 0;
+            px_abort(c);
           }
           reply(c, 451, "4.3.0", "Error: policy timeout");
           break;
@@ -2217,6 +2392,13 @@ static void timers(struct loop *lp, int64_t now) {
         int64_t d = mxgw_session_deadline(c->s);
         if (d >= 0 && d <= now) {
           mxgw_session_tick(c->s, now);
+          conn_schedule(c);
+        }
+      }
+      if (c->px) {
+        int64_t d = mxgw__srv_px_deadline(c->px);
+        if (d >= 0 && d <= now) {
+          mxgw__srv_px_tick(c->px, now);
           conn_schedule(c);
         }
       }
@@ -2283,6 +2465,11 @@ static int loop_once(struct loop *lp, int timeout) {
       break;
     case H_CONN:
       conn_io((struct conn *)h, evs[i].events, now);
+      break;
+    case H_BACKEND:
+      backend_io((struct conn *)(void *)((char *)h -
+                                         offsetof(struct conn, bh)),
+                 evs[i].events, now);
       break;
     case H_WAKE:
       on_wake(lp, now);

@@ -64,6 +64,7 @@ int mxgw_server_config_new(mxgw_server_config **out, const mxgw_mem *mem) {
   cfg->verify_ttl = 600;
   cfg->verify_neg_ttl = 60;
   cfg->verify_timeout = 10000;
+  cfg->proxy_mode = 0;
   *out = cfg;
   return MXGW_OK;
 }
@@ -140,6 +141,7 @@ static int64_t *srv_int_slot(mxgw_server_config *cfg, int key, int64_t *min,
   case MXGW_SRV_OPT_VERIFY_TTL: *max = 86400 * 30; return &cfg->verify_ttl;
   case MXGW_SRV_OPT_VERIFY_NEG_TTL: *max = 86400 * 30; return &cfg->verify_neg_ttl;
   case MXGW_SRV_OPT_VERIFY_TIMEOUT_MS: *min = 100; *max = 600000; return &cfg->verify_timeout;
+  case MXGW_SRV_OPT_PROXY_MODE: *max = 1; return &cfg->proxy_mode;
   default:
     if (key >= MXGW_SRV_OPT_SPF_ACTION &&
         key < MXGW_SRV_OPT_SPF_ACTION + MXGW__SRV_NSPF) {
@@ -489,6 +491,17 @@ int mxgw__srv_cfg_validate(mxgw_server_config *cfg, char *err, size_t cap) {
     snprintf(err, cap, "no LMTP backend (and delivery is on)");
     return MXGW_E_INVAL;
   }
+  if (cfg->proxy_mode && cfg->nbackends == 0) {
+    snprintf(err, cap, "proxy mode needs an LMTP backend");
+    return MXGW_E_INVAL;
+  }
+  for (size_t i = 0; cfg->proxy_mode && i < cfg->ndopt; i++)
+    if (cfg->dopt[i].key == MXGW_DELIVER_OPT_STARTTLS &&
+        cfg->dopt[i].value == 2) {
+      snprintf(err, cap, "proxy mode does not use STARTTLS to the backends "
+               "(MXGW_DELIVER_OPT_STARTTLS is 2, required)");
+      return MXGW_E_INVAL;
+    }
   if (cfg->rcpt_verify && cfg->nbackends == 0) {
     snprintf(err, cap, "recipient verification needs an LMTP backend");
     return MXGW_E_INVAL;

@@ -48,7 +48,7 @@ struct mxgw_server_config {
   int64_t policy_workers, policy_timeout, queue_sync, queue_workers,
       deliver, log_protocol, backlog, proxy_timeout, auth_relay,
       drain_timeout, tls_check_ms, rcpt_verify, verify_ttl, verify_neg_ttl,
-      verify_timeout;
+      verify_timeout, proxy_mode;
   char *spool, *dns_servers, *dns_options;
   struct mxgw__srv_listener_cfg ls[MXGW__SRV_MAX_LISTENERS];
   int nls;
@@ -114,5 +114,50 @@ int mxgw__srv_check_reply(int code, const char *enh, const char *text);
 int mxgw__srv_probe(char *const *backends, size_t n, const char *lhlo,
                     const char *rcpt, int timeout_ms, char *text,
                     size_t cap);
+
+/* mxgw_server_proxy.c: proxy (before-queue) mode, MXGW_SRV_OPT_PROXY_MODE.
+ * One per session: an mxgw_proxy coupled to the session, and the backend
+ * socket it wants (connect to the backends in order, the first that
+ * connects is used; registered in the loop's epoll with ep_ptr as its
+ * data pointer). cfg gives the backends, the LMTP options and the LHLO
+ * name; it must outlive the object. Runs on the session's loop thread
+ * only. */
+struct mxgw__srv_px;
+typedef void (*mxgw__srv_px_log_fn)(void *user, int level, const char *line);
+int mxgw__srv_px_new(struct mxgw__srv_px **out, const mxgw_mem *mem,
+                     mxgw_session *s, const mxgw_server_config *cfg,
+                     int epfd, void *ep_ptr, mxgw__srv_px_log_fn log,
+                     void *log_user);
+/* Sends what is still queued for the backend (QUIT) without blocking,
+ * closes the backend socket, frees. NULL is a no-op. */
+void mxgw__srv_px_free(struct mxgw__srv_px *x);
+/* Hand a session event to the proxy (mxgw_proxy_session_event()). */
+int mxgw__srv_px_event(struct mxgw__srv_px *x, int ev, int64_t now);
+/* A header block (the Received-SPF field, CRLF-terminated) written to the
+ * backend ahead of the proxy's Received field once DATA got its 354; NULL
+ * for none. Copied. */
+int mxgw__srv_px_set_prefix(struct mxgw__srv_px *x, const char *hdr);
+/* Act on what the proxy wants (connect, write, close); 1 if something
+ * moved. */
+int mxgw__srv_px_pump(struct mxgw__srv_px *x, int64_t now);
+/* The backend socket is ready (epoll events). */
+void mxgw__srv_px_io(struct mxgw__srv_px *x, uint32_t events, int64_t now);
+/* 1 while the SMTP client must not be fed (WANT_PAUSE). */
+int mxgw__srv_px_paused(const struct mxgw__srv_px *x);
+int64_t mxgw__srv_px_deadline(const struct mxgw__srv_px *x);
+void mxgw__srv_px_tick(struct mxgw__srv_px *x, int64_t now);
+/* The session queued a reply (its log hook, MXGW_LOG_REPLY). */
+void mxgw__srv_px_note_reply(struct mxgw__srv_px *x, const char *text,
+                             size_t len);
+/* 1 once per decision the proxy answered: the event (MXGW_EV_MAIL, _RCPT,
+ * _DATA, _MESSAGE_END), the reply code and its last line's text. */
+int mxgw__srv_px_answered(struct mxgw__srv_px *x, int *ev, int *code,
+                          char *text, size_t cap);
+/* The backend in use ("" before the first connection). */
+const char *mxgw__srv_px_backend(const struct mxgw__srv_px *x);
+/* The sender and the recipient (RCPT: that one; DATA, end of message: the
+ * first) when the last decision was handed to the proxy. */
+const char *mxgw__srv_px_from(const struct mxgw__srv_px *x);
+const char *mxgw__srv_px_to(const struct mxgw__srv_px *x);
 
 #endif /* MXGW_SERVER_INT_H */

@@ -353,13 +353,13 @@ Test(config, addresses_domains_backends) {
 }
 
 Test(config, recipient_validation) {
-  EXPECT_ERROR("{" MIN_OK ", \"recipient_validation\": {\"mode\": "
-               "\"proxy\"}}",
-               "recipient_validation.mode: \"proxy\" is not implemented yet: "
-               "the server layer (mxgw_server.h) has no proxy (before-queue) "
-               "mode; use \"lmtp_probe\" (an LMTP RCPT probe with a cache) or "
-               "\"none\"");
   int rv = parse("{" MIN_OK ", \"recipient_validation\": {\"mode\": "
+                 "\"proxy\"}}",
+                 0, "/");
+  dump();
+  cr_assert_eq(rv, 0);
+  cr_assert_eq(cfg->recipients.mode, MXGWD_RV_PROXY);
+  rv = parse("{" MIN_OK ", \"recipient_validation\": {\"mode\": "
                  "\"lmtp_probe\", \"cache_ttl\": \"1h\", \"timeout\": 5}}",
                  0, "/");
   dump();

@@ -6,7 +6,7 @@ LMTP as the store (tests/lmtp/lmtp_fixture.py):
     with the status=sent line in the text log and in the JSON log;
   - accepted domains (554 5.7.1 relay denied) and the LMTP RCPT probe
     (Dovecot's 550 5.1.1 for an unknown user at RCPT time, then from the
-    cache);
+    cache); recipient_validation "proxy" (before-queue, nothing spooled);
   - SIGHUP with a replaced certificate while clients keep sending: new
     sessions get the new certificate (openssl s_client), no session fails;
   - SIGTERM under load with the backend down: every message that got a 250
@@ -216,6 +216,40 @@ class E2E(unittest.TestCase):
             code2, text2 = s.rcpt("NOBODY@" + DOMAIN)
             self.assertEqual(code2, 550, text2)
             self.assertIn(b"5.1.1", text2)
+
+    def test_recipient_validation_proxy(self):
+        """mode "proxy": each message is forwarded in step to the store
+        (before-queue): Dovecot's 550 5.1.1 for an unknown user at RCPT,
+        250 only once the store has the message, nothing spooled."""
+        g = self.gateway(extra={"recipient_validation": {
+            "mode": "proxy"}}).start()
+        before = set(maildir_all(self.dovecot, "bob"))
+        spooled = sorted(g.spool_files())
+        body = ("From: sender@example.org\r\nTo: bob@example.test\r\n"
+                "Subject: proxy mode through mxgwd\r\n\r\n"
+                ".dot\r\nend\r\n").encode()
+        with smtplib.SMTP("127.0.0.1", g.port, timeout=30) as s:
+            s.ehlo("client.example.org")
+            self.assertEqual(s.mail("sender@example.org")[0], 250)
+            code, text = s.rcpt("someone@elsewhere.example")
+            self.assertEqual(code, 554)  # accepted domains still first
+            code, text = s.rcpt("nobody@" + DOMAIN)
+            self.assertEqual(code, 550, text)
+            self.assertIn(b"5.1.1 <nobody@example.test> User doesn't exist",
+                          text)
+            self.assertEqual(s.rcpt("bob@" + DOMAIN)[0], 250)
+            code, text = s.data(body)
+            self.assertEqual(code, 250, text)
+            self.assertIn(b"delivered to 1 recipient", text)
+        new = sorted(set(maildir_all(self.dovecot, "bob")) - before)
+        self.assertEqual(len(new), 1)  # there already when 250 came
+        added, rest = split_added_headers(read(new[0]))
+        self.assertEqual(rest.replace(b"\n", b"\r\n"), body)
+        self.assertEqual(len([h for h in added if b"by mx.gw.test" in h]), 1)
+        self.assertTrue(g.wait_log(r"NOQUEUE: proxy-accept: END-OF-MESSAGE "
+                                   r"from unknown\[127\.0\.0\.1\]: 250 "),
+                        g.log())
+        self.assertEqual(sorted(g.spool_files()), spooled)
 
     def test_sighup_new_certificate_no_failed_session(self):
         g = self.gateway().start()

@@ -1182,11 +1182,6 @@ static void parse_root(ctx *c, json_t *root, mxgwd_config *cf) {
     const char *p = "recipient_validation";
     check_keys(c, p, rv, k_rv);
     get_enum(c, p, rv, "mode", n_rv, &cf->recipients.mode);
-    if (cf->recipients.mode == MXGWD_RV_PROXY)
-      error(c, "recipient_validation.mode",
-            "\"proxy\" is not implemented yet: the server layer "
-            "(mxgw_server.h) has no proxy (before-queue) mode; use "
-            "\"lmtp_probe\" (an LMTP RCPT probe with a cache) or \"none\"");
     get_duration(c, p, rv, "cache_ttl", 0, 86400000LL * 30,
                  &cf->recipients.cache_ttl_ms);
     get_duration(c, p, rv, "negative_cache_ttl", 0, 86400000LL * 30,

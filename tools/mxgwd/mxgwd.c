@@ -426,6 +426,9 @@ static int build(gen *g, mxgwd_msgs *errs) {
     SET(mxgw_server_config_set_policy(s, MXGW_STAGE_AUTH, on_auth, g),
         "auth");
   }
+  if (c->recipients.mode == MXGWD_RV_PROXY)
+    SET(mxgw_server_config_set_int(s, MXGW_SRV_OPT_PROXY_MODE, 1),
+        "recipient_validation.mode");
   if (c->recipients.mode == MXGWD_RV_LMTP_PROBE) {
     SET(mxgw_server_config_set_int(s, MXGW_SRV_OPT_RCPT_VERIFY, 1),
         "recipient_validation.mode");

@@ -179,7 +179,28 @@ typedef enum mxgw_server_opt {
    *  failures are never cached. [60] */
   MXGW_SRV_OPT_VERIFY_NEG_TTL = 1048,
   /** Time allowed for one probe (connect and every reply), ms. [10000] */
-  MXGW_SRV_OPT_VERIFY_TIMEOUT_MS = 1049
+  MXGW_SRV_OPT_VERIFY_TIMEOUT_MS = 1049,
+  /** Proxy (before-queue) mode, for every listener: 0 spools (the queue
+   *  and the delivery thread, the default); 1 couples each session to an
+   *  mxgw_proxy (mxgw_proxy.h) speaking LMTP to the backends (the first
+   *  that accepts a connection, the others are fallbacks), connected at
+   *  the session's first MAIL: the backend's MAIL and RCPT replies are the
+   *  session's, and the reply after DATA is given only once the backend
+   *  answered for every recipient. Nothing is spooled (no queue ID: the
+   *  logs say NOQUEUE, "proxy-accept" / "proxy-reject"). A backend that
+   *  cannot be reached gives 451 4.4.1 at MAIL; one lost later 451 4.4.2.
+   *  The accepted domains, SPF, the recipient probe and the callbacks
+   *  still decide first (MAIL and RCPT reach the backend only once they
+   *  accepted; a callback's 2xx at MAIL, RCPT or MESSAGE_END means
+   *  "accept", the backend's reply is sent). The delivery timeouts
+   *  MXGW_DELIVER_OPT_CONNECT_TIMEOUT_MS (per backend tried),
+   *  _COMMAND_TIMEOUT_MS and _DATA_TIMEOUT_MS bound the backend, XCLIENT
+   *  follows MXGW_DELIVER_OPT_XCLIENT; no STARTTLS to the backend
+   *  (MXGW_DELIVER_OPT_STARTTLS 2 is refused by mxgw_server_new()). The spool
+   *  is still opened (and the delivery thread still delivers what an
+   *  earlier spooling run left there). See docs/server.md "Proxy mode".
+   *  [0] */
+  MXGW_SRV_OPT_PROXY_MODE = 1050
 } mxgw_server_opt;
 
 /** String server options (mxgw_server_config_set_str). */
@@ -270,7 +291,9 @@ typedef enum mxgw_server_stage {
   MXGW_STAGE_MAIL = 4,        /**< MAIL FROM (after SPF) */
   MXGW_STAGE_RCPT = 5,        /**< RCPT TO (after the accepted domains) */
   MXGW_STAGE_MESSAGE_END = 6  /**< the message is complete and in the spool
-                                   (not yet committed): reject to drop it */
+                                   (not yet committed): reject to drop it
+                                   (proxy mode: streamed to the backend,
+                                   the final dot not yet sent) */
 } mxgw_server_stage;
 
 /**
@@ -507,7 +530,8 @@ MXGW_EXTERN int mxgw_server_req_reply(mxgw_server_req *req, int code,
 /**
  * Create a server from a configuration. The configuration is validated
  * (at least one listener; a spool directory; smtps and TLS policies that
- * need a TLS context have one; backends when DELIVER is on) and frozen;
+ * need a TLS context have one; backends when DELIVER or PROXY_MODE is on)
+ * and frozen;
  * the server keeps a reference. Nothing is opened yet.
  * Errors: MXGW_E_INVAL (an invalid configuration: mxgw_server_errmsg()
  * names the problem; *out is then still set, so the message can be read,
