@@ -43,7 +43,9 @@ static void usage(FILE *f, const char *argv0) {
       "Checks an MX gateway and says what is wrong and how to fix it.\n"
       "  --config FILE      read domain, hostname, public IPs, listeners,\n"
       "                     certificate, backend and spool from mxgwd's JSON\n"
-      "                     configuration (flags given as well override it)\n"
+      "                     configuration (flags given as well override it);\n"
+      "                     with no flag at all: $MXGWD_CONFIG, or\n"
+      "                     /etc/mxgwd/mxgwd.json when it is readable\n"
       "  --domain D         the mail domain (DNS and SPF checks)\n"
       "  --hostname H       the gateway's public host name\n"
       "  --public-ip IP     an address the gateway receives on and sends\n"
@@ -447,6 +449,18 @@ int main(int argc, char **argv) {
     usage(stderr, argv[0]);
     mxgw_doctor_free(d);
     return EX_USAGE_;
+  }
+  if (!config && !given && !zone) {
+    /* Bare `mxgw-doctor` on a gateway host: mxgwd's configuration from
+     * $MXGWD_CONFIG or its documented place, when there is one. */
+    const char *dflt = getenv("MXGWD_CONFIG");
+    if (!dflt || !*dflt)
+      dflt = "/etc/mxgwd/mxgwd.json";
+    if (access(dflt, R_OK) == 0) {
+      config = dflt;
+      if (!json)
+        fprintf(stderr, "mxgw-doctor: using %s\n", dflt);
+    }
   }
   if (config) {
     int warned = 0;

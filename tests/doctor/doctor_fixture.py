@@ -130,10 +130,11 @@ def make_spool(count, age, code=451, enh="4.4.1",
     return spool, ids
 
 
-def run_doctor(*args, json_out=False, timeout=120):
+def run_doctor(*args, json_out=False, timeout=120, env=None):
     """Run mxgw-doctor; returns (exit status, stdout, findings or None)."""
     cmd = [DOCTOR, *args] + (["--json"] if json_out else [])
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                       env=env)
     data = json.loads(p.stdout) if json_out and p.stdout.strip() else None
     return p.returncode, p.stdout + p.stderr, data
 

@@ -426,6 +426,24 @@ class Healthy(Base):
                                   for f in data2["findings"]],
                                  [(f["check"], f["concerns"], f["status"])
                                   for f in data["findings"]])
+                # bare `mxgw-doctor` (no flag) reads $MXGWD_CONFIG: the same
+                # backend and queue findings as with --config
+                env = dict(os.environ, MXGWD_CONFIG=cfg)
+                rc3, _, data3 = F.run_doctor("--only", "backend,queue",
+                                             json_out=True, env=env)
+                self.assertEqual(rc3, 0, data3)
+                self.assertEqual(
+                    sorted((f["check"], f["concerns"], f["status"])
+                           for f in data3["findings"]),
+                    sorted((f["check"], f["concerns"], f["status"])
+                           for f in data2["findings"]
+                           if f["check"] in ("backend", "queue")))
+                # and without it (and no /etc/mxgwd here): nothing to check
+                env.pop("MXGWD_CONFIG")
+                if not os.path.exists("/etc/mxgwd/mxgwd.json"):
+                    rc4, out4, _ = F.run_doctor(env=env)
+                    self.assertEqual(rc4, 64, out4)
+                    self.assertIn("nothing to check", out4)
         finally:
             dc.stop()
             nsd.stop()
