@@ -192,8 +192,11 @@ MXGW_EXTERN int mxgw_queue_open(mxgw_queue *q);
 
 /**
  * Close and free. Pending asynchronous commits are completed first (their
- * results are dropped); messages still being written are the caller's
- * (free them first). NULL is a no-op.
+ * results are dropped). Objects made from the queue borrow it: free every
+ * mxgw_queue_msg still being written (mxgw_queue_msg_free()), every
+ * mxgw_queue_entry (mxgw_queue_entry_free()) and every mxgw_queue_iter
+ * (mxgw_queue_iter_free()) BEFORE the queue; freeing them afterwards reads
+ * freed memory. NULL is a no-op.
  */
 MXGW_EXTERN void mxgw_queue_free(mxgw_queue *q);
 
