@@ -170,7 +170,9 @@ stage_packages() {
 stage_release() {
   configure_build release gcc -DCMAKE_BUILD_TYPE=Release -DMXGW_WERROR=ON \
     -DMXGW_SANITIZE=OFF -DMXGW_BUILD_TESTS=ON -DMXGW_BUILD_EXAMPLES=ON \
-    -DMXGW_BUILD_BENCH=ON -DMXGW_BUILD_FUZZ=OFF
+    -DMXGW_BUILD_BENCH=ON -DMXGW_BUILD_FUZZ=OFF \
+    -DMXGW_BUILD_PYTHON=ON -DPython3_EXECUTABLE=/usr/bin/python3 \
+    -DMXGW_BUILD_GO=ON
   # Unit and transcript tests in parallel; the rest (integration tests with
   # servers on loopback ports) one at a time.
   run_ctest "release unit+transcript" "$ROOT/build/release" ctest-release-unit \

@@ -1,0 +1,3 @@
+module libmxgw.org/mxgw
+
+go 1.19
