@@ -83,6 +83,7 @@ Test(config, minimal_valid_config_gets_every_default) {
   cr_assert_eq(cfg->spool.backoff_initial_ms, 60000);
   cr_assert_eq(cfg->spool.backoff_max_ms, 3600000);
   cr_assert_eq(cfg->spool.sync, true);
+  cr_assert_eq(cfg->spool.commit_workers, 16);
   cr_assert_eq(cfg->spf.enabled, true);
   cr_assert_eq(cfg->spf.action[3], MXGWD_SPF_REJECT);  /* fail */
   cr_assert_eq(cfg->spf.action[5], MXGWD_SPF_DEFER);   /* temperror */
@@ -143,6 +144,22 @@ Test(config, paths_are_normalized) {
                      0, "/"),
                0);
   cr_assert_str_eq(cfg->spool.directory, "/c/d");
+}
+
+Test(config, spool_commit_workers_range) {
+  const char *base = "\"hostname\": \"mx.example.org\",\n"
+                     "\"listeners\": [{\"address\": \"127.0.0.1\"}],\n"
+                     "\"domains\": [\"example.org\"],\n"
+                     "\"lmtp\": {\"backends\": [\"127.0.0.1:24\"]},\n";
+  char buf[512];
+  snprintf(buf, sizeof buf, "{%s\"spool\": {\"directory\": \"/s\", "
+           "\"commit_workers\": 64}}", base);
+  cr_assert_eq(parse(buf, 0, "/"), 0);
+  cr_assert_eq(cfg->spool.commit_workers, 64);
+  snprintf(buf, sizeof buf, "{%s\"spool\": {\"directory\": \"/s\", "
+           "\"commit_workers\": 0}}", base);
+  cr_assert_eq(parse(buf, 0, "/"), -1);
+  cr_assert(has_error("spool.commit_workers: 0 is out of range (1 to 256)"));
 }
 
 Test(config, json_syntax_error_has_line_and_column) {

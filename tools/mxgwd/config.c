@@ -784,7 +784,8 @@ static const char *const k_limits[] = {
     "max_unknown_commands", "max_message_size", "max_recipients",
     "max_messages_per_connection", "greeting_delay", "command_timeout",
     "data_timeout", "proxy_timeout", NULL};
-static const char *const k_spool[] = {"directory", "sync", "max_lifetime",
+static const char *const k_spool[] = {"directory", "sync", "commit_workers",
+                                      "max_lifetime",
                                       "backoff_initial", "backoff_factor",
                                       "backoff_max", "bounce",
                                       "bounce_recipient", NULL};
@@ -836,6 +837,7 @@ static void defaults(mxgwd_config *cf) {
   cf->limits.command_timeout_ms = 300000;
   cf->limits.data_timeout_ms = 180000;
   cf->spool.sync = true;
+  cf->spool.commit_workers = 16;
   cf->spool.max_lifetime_ms = 5LL * 86400000;
   cf->spool.backoff_initial_ms = 60000;
   cf->spool.backoff_factor = 2;
@@ -1271,6 +1273,7 @@ static void parse_root(ctx *c, json_t *root, mxgwd_config *cf) {
         check_dir_usable(c, "spool.directory", cf->spool.directory);
     }
     get_bool(c, p, sp, "sync", &cf->spool.sync);
+    get_int(c, p, sp, "commit_workers", 1, 256, &cf->spool.commit_workers);
     if (!cf->spool.sync)
       warning(c, "spool.sync", "false: accepted mail can be lost in a crash "
                                "or power failure");

@@ -113,6 +113,7 @@ typedef struct mxgwd_config {
   struct {
     char *directory; /* absolute */
     bool sync;       /* fsync before 250 (the durability promise) */
+    int64_t commit_workers; /* queue commit threads (group commit width) */
     int64_t max_lifetime_ms;
     int64_t backoff_initial_ms;
     int64_t backoff_factor;

@@ -348,6 +348,9 @@ static int build(gen *g, mxgwd_msgs *errs) {
       "spool.directory");
   SET(mxgw_server_config_set_int(s, MXGW_SRV_OPT_QUEUE_SYNC, c->spool.sync),
       "spool.sync");
+  SET(mxgw_server_config_set_int(s, MXGW_SRV_OPT_QUEUE_WORKERS,
+                                 c->spool.commit_workers),
+      "spool.commit_workers");
   SET(mxgw_server_config_set_deliver_int(s, MXGW_DELIVER_OPT_LIFETIME,
                                          c->spool.max_lifetime_ms / 1000),
       "spool.max_lifetime");
