@@ -4,6 +4,7 @@
  * wrappers used by every module.
  */
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 #include "mxgw/mxgw_version.h"
@@ -110,4 +111,10 @@ bool mxgw__iprefix(const char *a, size_t alen, const char *prefix) {
       return false;
   }
   return true;
+}
+
+int64_t mxgw__mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }

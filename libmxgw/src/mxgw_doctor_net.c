@@ -22,6 +22,7 @@
 
 #include "mxgw/mxgw_lmtp.h"
 #include "mxgw/mxgw_queue.h"
+#include "mxgw_int.h"
 #include "mxgw_doctor_int.h"
 
 /* ---- targets and sockets ------------------------------------------------ */
@@ -69,11 +70,6 @@ int mxgw__doc_parse_target(const char *t, int allow_unix, char *host,
   return 0;
 }
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int connect_addr(const struct sockaddr *sa, socklen_t sl, int family,
                         int64_t timeout_ms, int *err_no) {
@@ -388,7 +384,7 @@ int mxgw__doc_check_backend(mxgw_doctor *d) {
   mxgw__doc_fmt(concerns, sizeof concerns, "LMTP backend %s", d->backend);
   doc_conn c;
   int code = 0;
-  int64_t t0 = mono_ms();
+  int64_t t0 = mxgw__mono_ms();
   int status = MXGW_DOCTOR_FAIL;
   fix[0] = '\0';
   if (mxgw__doc_connect(&c, d->backend, 1, d->timeout_ms, err, sizeof err)) {
@@ -439,7 +435,7 @@ int mxgw__doc_check_backend(mxgw_doctor *d) {
       status = MXGW_DOCTOR_OK;
       mxgw__doc_fmt(finding, sizeof finding,
                     "reachable: 220 %s (LHLO accepted in %lld ms)", greet,
-                    (long long)(mono_ms() - t0));
+                    (long long)(mxgw__mono_ms() - t0));
       (void)mxgw__doc_send(&c, "QUIT", err, sizeof err);
       (void)mxgw__doc_reply(&c, &code, text, sizeof text, err, sizeof err);
     }

@@ -24,6 +24,7 @@
 #include <openssl/x509v3.h>
 
 #include "mxgw/mxgw_tls.h"
+#include "mxgw_int.h"
 #include "mxgw_doctor_int.h"
 
 /* ---- certificate helpers ------------------------------------------------ */
@@ -738,11 +739,6 @@ int mxgw__doc_check_listeners(mxgw_doctor *d) {
 
 /* ---- round trip ----------------------------------------------------------- */
 
-static int64_t rt_mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Scan the log from `off` for the delivery line of queue ID `id`. Returns
  * 1 and fills status/line when found, 0 if not (yet), -1 if unreadable. */
@@ -851,10 +847,10 @@ int mxgw__doc_check_round_trip(mxgw_doctor *d) {
   const char *me = d->hostname ? d->hostname : "localhost";
   char token[80];
   mxgw__doc_fmt(token, sizeof token, "%lld.%lld", (long long)d->now,
-                (long long)(rt_mono_ms() % 1000000));
+                (long long)(mxgw__mono_ms() % 1000000));
   doc_conn c;
   SSL_CTX *ctx = NULL;
-  int64_t t0 = rt_mono_ms();
+  int64_t t0 = mxgw__mono_ms();
   if (mxgw__doc_connect(&c, target, 0, d->timeout_ms, err, sizeof err)) {
     mxgw__doc_fmt(finding, sizeof finding, "not sent: %s", err);
     mxgw__doc_fmt(fix, sizeof fix, "see the listener findings");
@@ -927,7 +923,7 @@ int mxgw__doc_check_round_trip(mxgw_doctor *d) {
   /* wait for the delivery line */
   char st[32] = "";
   int found = 0;
-  while (!found && rt_mono_ms() - t0 < d->rt_wait_ms) {
+  while (!found && mxgw__mono_ms() - t0 < d->rt_wait_ms) {
     found = rt_scan(d, off, qid, st, sizeof st, line, sizeof line);
     if (found < 0) {
       found = 0;
@@ -938,7 +934,7 @@ int mxgw__doc_check_round_trip(mxgw_doctor *d) {
       nanosleep(&ts, NULL);
     }
   }
-  double secs = (double)(rt_mono_ms() - t0) / 1000.0;
+  double secs = (double)(mxgw__mono_ms() - t0) / 1000.0;
   if (found && !strcmp(st, "sent")) {
     status = MXGW_DOCTOR_OK;
     mxgw__doc_fmt(finding, sizeof finding,

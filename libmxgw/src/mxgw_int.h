@@ -34,6 +34,10 @@ void mxgw__free(const mxgw_mem *m, void *p);
 char *mxgw__strdup(const mxgw_mem *m, const char *s);
 char *mxgw__memdup0(const mxgw_mem *m, const char *s, size_t n);
 
+/* CLOCK_MONOTONIC in milliseconds (the drivers' clock; the sans-IO cores
+ * never read a clock). */
+int64_t mxgw__mono_ms(void);
+
 /* A growable byte buffer: data[off .. len) is the live content. */
 typedef struct mxgw_buf {
   char *data;

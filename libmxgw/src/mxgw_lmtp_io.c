@@ -39,11 +39,6 @@ struct mxgw_lmtp_conn {
   int64_t connect_deadline;
 };
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int parse_port(const char *s, uint16_t *port) {
   char *end;
@@ -305,7 +300,7 @@ int mxgw_lmtp_conn_process(mxgw_lmtp_conn *k, int revents, int64_t now) {
 
 /* One round of the blocking loop: wait for the socket or the deadline. */
 static int wait_once(mxgw_lmtp_conn *k) {
-  int64_t now = now_ms();
+  int64_t now = mxgw__mono_ms();
   int64_t d = mxgw_lmtp_conn_deadline(k);
   int timeout = -1;
   if (d >= 0)
@@ -320,7 +315,7 @@ static int wait_once(mxgw_lmtp_conn *k) {
       return MXGW_E_IO;
     revents = r > 0 ? pfd.revents : 0;
   }
-  return mxgw_lmtp_conn_process(k, revents, now_ms());
+  return mxgw_lmtp_conn_process(k, revents, mxgw__mono_ms());
 }
 
 int mxgw_lmtp_conn_deliver_fd(mxgw_lmtp_conn *k, int fd) {
@@ -332,12 +327,12 @@ int mxgw_lmtp_conn_deliver_fd(mxgw_lmtp_conn *k, int fd) {
   int rv;
   if (k->fd < 0 || mxgw__lmtp_closed(c)) {
     close_fd(k);
-    if ((rv = mxgw_lmtp_conn_open(k, now_ms())))
+    if ((rv = mxgw_lmtp_conn_open(k, mxgw__mono_ms())))
       return rv;
     if (mxgw__lmtp_closed(c)) /* the connect failed at once (ENOENT...) */
       return mxgw__lmtp_fail_unsent(c);
   }
-  if ((rv = mxgw_lmtp_msg_submit(c, now_ms())))
+  if ((rv = mxgw_lmtp_msg_submit(c, mxgw__mono_ms())))
     return rv;
   char buf[65536];
   size_t off = 0, len = 0;
@@ -354,13 +349,13 @@ int mxgw_lmtp_conn_deliver_fd(mxgw_lmtp_conn *k, int fd) {
           snprintf(m, sizeof m, "cannot read the message: %s",
                    strerror(errno));
           close_fd(k);
-          mxgw_lmtp_abort(c, "4.3.0", m, now_ms());
+          mxgw_lmtp_abort(c, "4.3.0", m, mxgw__mono_ms());
           io_error = true;
           break;
         }
         if (r == 0) {
           in_eof = true;
-          if ((rv = mxgw_lmtp_body_end(c, now_ms())) &&
+          if ((rv = mxgw_lmtp_body_end(c, mxgw__mono_ms())) &&
               rv != MXGW_E_STATE)
             return rv;
           break;
@@ -368,7 +363,7 @@ int mxgw_lmtp_conn_deliver_fd(mxgw_lmtp_conn *k, int fd) {
         off = 0;
         len = (size_t)r;
       }
-      int n = mxgw_lmtp_body(c, buf + off, len - off, now_ms());
+      int n = mxgw_lmtp_body(c, buf + off, len - off, mxgw__mono_ms());
       if (n < 0)
         return n;
       off += (size_t)n;
@@ -378,7 +373,7 @@ int mxgw_lmtp_conn_deliver_fd(mxgw_lmtp_conn *k, int fd) {
     if (mxgw__lmtp_msg_done(c))
       break;
     if (k->fd < 0 && !mxgw__lmtp_closed(c)) {
-      mxgw_lmtp_abort(c, NULL, NULL, now_ms());
+      mxgw_lmtp_abort(c, NULL, NULL, mxgw__mono_ms());
       break;
     }
     if ((rv = wait_once(k)))

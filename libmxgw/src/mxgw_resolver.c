@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "mxgw_int.h"
 #include "mxgw_resolver_int.h"
 
 const char *mxgw_dns_status_name(int status) {
@@ -129,11 +130,6 @@ const char *mxgw_resolver_errmsg(const mxgw_resolver *r) {
 
 /* ---- the blocking loop ------------------------------------------------ */
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 #define RUN_STACK_FDS 16
 
@@ -147,7 +143,7 @@ int mxgw__resolver_run_until(mxgw_resolver *r, int64_t timeout_ms,
                              int (*stop)(void *), void *arg) {
   if (!r)
     return MXGW_E_INVAL;
-  int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : -1;
+  int64_t deadline = timeout_ms >= 0 ? mxgw__mono_ms() + timeout_ms : -1;
   struct pollfd stack_pfd[RUN_STACK_FDS];
   int stack_fds[RUN_STACK_FDS], stack_ev[RUN_STACK_FDS];
   struct pollfd *pfd = stack_pfd;
@@ -188,7 +184,7 @@ int mxgw__resolver_run_until(mxgw_resolver *r, int64_t timeout_ms,
     }
     int64_t wait = t;
     if (deadline >= 0) {
-      int64_t left = deadline - now_ms();
+      int64_t left = deadline - mxgw__mono_ms();
       if (left <= 0) {
         rv = MXGW_E_TIMEOUT;
         break;

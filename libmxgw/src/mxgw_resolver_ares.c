@@ -28,6 +28,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "mxgw_int.h"
 #include "mxgw_resolver_ares.h"
 #include "mxgw_resolver_int.h"
 
@@ -152,11 +153,6 @@ struct centry {
 
 static const mxgw_resolver_ops ares_ops;
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void blob_unref(ares_res *a, ans_blob *b) {
   if (b && --b->refs == 0)
@@ -638,7 +634,7 @@ static centry *cache_find(ares_res *a, const uint8_t *key, size_t klen,
 static void cache_put(ares_res *a, const flight *f) {
   if (!a->ctab || f->cache_ttl <= 0 || a->destroying)
     return;
-  int64_t now = now_ms();
+  int64_t now = mxgw__mono_ms();
   centry *old = cache_find(a, f->key, f->klen, f->type, f->hash, now);
   if (old)
     cache_remove(a, old);
@@ -888,13 +884,13 @@ static int op_query(mxgw_resolver *r, const char *name, int type,
   q->arg = arg;
   qlist_init(q);
 
-  centry *e = cache_find(a, wire, klen, type, hash, now_ms());
+  centry *e = cache_find(a, wire, klen, type, hash, mxgw__mono_ms());
   if (e) {
     q->status = e->status;
     q->blob = e->blob;
     if (q->blob)
       q->blob->refs++;
-    int64_t left = (e->expires_ms - now_ms()) / 1000;
+    int64_t left = (e->expires_ms - mxgw__mono_ms()) / 1000;
     q->ttl = left < 0 ? 0 : (uint32_t)left;
     qlist_push(&a->ready, q);
     a->st.cache_hits++;

@@ -42,6 +42,7 @@
 #include "mxgw/mxgw_resolver.h"
 #include "mxgw/mxgw_spf.h"
 #include "mxgw/mxgw_tls.h"
+#include "mxgw_int.h"
 #include "mxgw_server_int.h"
 
 #define RBUF_SIZE 65536
@@ -210,11 +211,6 @@ struct mxgw_server {
 
 #define STAT_ADD(srv, k, v) atomic_fetch_add(&(srv)->stat[(k) - 2000], (v))
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Logging                                                                  */
@@ -508,7 +504,7 @@ static void conn_close(struct conn *c) {
   atomic_fetch_sub(&srv->nconn_total, 1);
   STAT_ADD(srv, MXGW_SRV_STAT_SESSIONS, -1);
   if (c->ip_counted)
-    ip_release(srv, c->ipkey, mono_ms());
+    ip_release(srv, c->ipkey, mxgw__mono_ms());
   c->ip_counted = 0;
   /* An SPF check may be running: stop it (its hook must not run). */
   mxgw_spf_check_free(c->spf);
@@ -870,7 +866,7 @@ static void spf_finish(struct conn *c) {
     reply(c, code, enh, text);
     return;
   }
-  mail_continue(c, mono_ms());
+  mail_continue(c, mxgw__mono_ms());
 }
 
 static void spf_done_cb(void *arg, mxgw_spf_check *chk) {
@@ -1321,7 +1317,7 @@ static void conn_update(struct conn *c) {
       int ev;
       mxgw_session_abort(c->s);
       while ((ev = mxgw_session_next_event(c->s)) > 0)
-        on_event(c, ev, mono_ms());
+        on_event(c, ev, mxgw__mono_ms());
     }
     conn_close(c);
     return;
@@ -1340,7 +1336,7 @@ static void conn_update(struct conn *c) {
       mxgw_session_pending(c->s) == MXGW_EV_NONE) {
     c->shut = 1;
     mxgw_session_shutdown(c->s, NULL);
-    conn_pump(c, mono_ms());
+    conn_pump(c, mxgw__mono_ms());
   }
   int want = mxgw_session_want(c->s);
   if (((want & MXGW_WANT_CLOSE) || c->closed_ev) &&
@@ -1393,7 +1389,7 @@ static void px_whatsup(struct conn *c, int level, const char *what,
 
 static void px_abort(struct conn *c) {
   if (c->px)
-    mxgw__srv_px_event(c->px, MXGW_EV_MESSAGE_ABORT, mono_ms());
+    mxgw__srv_px_event(c->px, MXGW_EV_MESSAGE_ABORT, mxgw__mono_ms());
 }
 
 /* The server accepted a MAIL, RCPT or the end of the message: the proxy
@@ -1407,7 +1403,7 @@ static int px_stage(struct conn *c, int stage) {
     return 0;
   if (ev == MXGW_EV_MAIL)
     c->in_txn = 1;
-  int rc = mxgw__srv_px_event(c->px, ev, mono_ms());
+  int rc = mxgw__srv_px_event(c->px, ev, mxgw__mono_ms());
   if (rc < 0) {
     srv_log(c->lp->srv, MXGW_SRV_LOG_WARNING, "warning: proxy: %s for "
             "unknown[%s]", mxgw_strerror(rc), c->addr);
@@ -1972,9 +1968,9 @@ static void run_req(mxgw_server_req *r) {
                                sizeof text);
     STAT_ADD(srv, MXGW_SRV_STAT_VERIFY_PROBES, 1);
     if (code / 100 == 2)
-      vc_put(srv, rcpt, code, text, cfg->verify_ttl, mono_ms());
+      vc_put(srv, rcpt, code, text, cfg->verify_ttl, mxgw__mono_ms());
     else if (code / 100 == 5)
-      vc_put(srv, rcpt, code, text, cfg->verify_neg_ttl, mono_ms());
+      vc_put(srv, rcpt, code, text, cfg->verify_neg_ttl, mxgw__mono_ms());
     if (!verify_answer(r, rcpt, code, text))
       return;
   }
@@ -2452,7 +2448,7 @@ static int loop_timeout(struct loop *lp, int64_t now) {
 static int loop_once(struct loop *lp, int timeout) {
   struct epoll_event evs[MAX_EVENTS];
   int n = epoll_wait(lp->epfd, evs, MAX_EVENTS, timeout);
-  int64_t now = mono_ms();
+  int64_t now = mxgw__mono_ms();
   int dns = 0;
   if (atomic_load(&lp->srv->draining) && !lp->drain_seen)
     drain_start(lp, now);
@@ -2502,7 +2498,7 @@ static int loop_once(struct loop *lp, int timeout) {
 static void *loop_thread(void *arg) {
   struct loop *lp = arg;
   while (!lp->done)
-    loop_once(lp, loop_timeout(lp, mono_ms()));
+    loop_once(lp, loop_timeout(lp, mxgw__mono_ms()));
   return NULL;
 }
 
@@ -2704,7 +2700,7 @@ int mxgw_server_fd(const mxgw_server *srv) {
 int mxgw_server_timeout_ms(mxgw_server *srv) {
   if (!srv || !srv->started)
     return -1;
-  return loop_timeout(srv->loops[0], mono_ms());
+  return loop_timeout(srv->loops[0], mxgw__mono_ms());
 }
 
 int mxgw_server_process(mxgw_server *srv) {
@@ -2860,8 +2856,8 @@ void mxgw_server_free(mxgw_server *srv) {
     /* Stop now: every session gets its 421; commits in flight complete. */
     mxgw_server_stop(srv);
     struct loop *lp = srv->loops[0];
-    int64_t until = mono_ms() + 30000;
-    while (!loop_once(lp, 50) && mono_ms() < until)
+    int64_t until = mxgw__mono_ms() + 30000;
+    while (!loop_once(lp, 50) && mxgw__mono_ms() < until)
       ;
     finish(srv);
   }

@@ -30,14 +30,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mxgw_int.h"
 #include "mxgw_lmtp_int.h"
 #include "mxgw_server_int.h"
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 struct pconn {
   int fd;
@@ -47,7 +43,7 @@ struct pconn {
 };
 
 static int wait_fd(struct pconn *c, short ev) {
-  int64_t left = c->deadline - now_ms();
+  int64_t left = c->deadline - mxgw__mono_ms();
   if (left <= 0)
     return -1;
   struct pollfd p = {c->fd, ev, 0};
@@ -127,7 +123,7 @@ static int probe_one(const char *target, const char *lhlo, const char *rcpt,
   if (mxgw__lmtp_target_addr(target, &ss, &sl, NULL, 0) != MXGW_OK)
     return 0;
   c.len = 0;
-  c.deadline = now_ms() + timeout_ms;
+  c.deadline = mxgw__mono_ms() + timeout_ms;
   c.fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (c.fd < 0)
     return 0;
