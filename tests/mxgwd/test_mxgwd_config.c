@@ -219,6 +219,11 @@ Test(config, wrong_types) {
   cr_assert(has_error("listeners: must be an array, not an object"));
   cr_assert(has_error("domains: must be an array, not a string"));
   EXPECT_ERROR("[1]", "the configuration must be a JSON object, not an array");
+  EXPECT_ERROR("{\"hostname\": \"mx.example.org\", \"domains\": [\"a.org\"],"
+               "\"listeners\": [{\"address\": \"127.0.0.1\"}],"
+               "\"spool\": [\"/s\"], \"lmtp\": {\"backends\": []}}",
+               "spool: must be an object, not an array");
+  cr_assert(has_error("lmtp.backends: must not be empty"));
 }
 
 Test(config, out_of_range_values) {

@@ -196,39 +196,40 @@ static void check_keys(ctx *c, const char *path, json_t *obj,
   }
 }
 
-/* An object member that must be an object (or absent: returns NULL). */
-static json_t *get_object(ctx *c, const char *path, json_t *obj,
-                          const char *key, bool required) {
+/* The member `key` of `obj` if it has JSON type `want` (its key path in p);
+ * NULL, with the error recorded, if it is missing but required or has
+ * another type; NULL if it is absent and optional. */
+static json_t *get_typed(ctx *c, const char *path, json_t *obj,
+                         const char *key, bool required, json_type want,
+                         const char *want_name, char *p, size_t pcap) {
   json_t *v = json_object_get(obj, key);
-  char p[512];
-  subkey(p, sizeof p, path, key);
+  subkey(p, pcap, path, key);
   if (!v) {
     if (required)
       error(c, p, "missing (required)");
     return NULL;
   }
-  if (!json_is_object(v)) {
-    error(c, p, "must be an object, not %s", type_name(v));
+  if (json_typeof(v) != want) {
+    error(c, p, "must be %s, not %s", want_name, type_name(v));
     return NULL;
   }
   return v;
 }
 
+/* An object member that must be an object (or absent: returns NULL). */
+static json_t *get_object(ctx *c, const char *path, json_t *obj,
+                          const char *key, bool required) {
+  char p[512];
+  return get_typed(c, path, obj, key, required, JSON_OBJECT, "an object", p,
+                   sizeof p);
+}
+
 static json_t *get_array(ctx *c, const char *path, json_t *obj,
                          const char *key, bool required, bool nonempty) {
-  json_t *v = json_object_get(obj, key);
   char p[512];
-  subkey(p, sizeof p, path, key);
-  if (!v) {
-    if (required)
-      error(c, p, "missing (required)");
-    return NULL;
-  }
-  if (!json_is_array(v)) {
-    error(c, p, "must be an array, not %s", type_name(v));
-    return NULL;
-  }
-  if (nonempty && json_array_size(v) == 0) {
+  json_t *v = get_typed(c, path, obj, key, required, JSON_ARRAY, "an array",
+                        p, sizeof p);
+  if (v && nonempty && json_array_size(v) == 0) {
     error(c, p, "must not be empty");
     return NULL;
   }
