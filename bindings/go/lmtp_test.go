@@ -29,6 +29,30 @@ func maildirFiles(t testing.TB, user string, n int) []string {
 	}
 }
 
+// newMaildirFiles waits (up to 10 s) until the user's Maildir/new holds n
+// files that are not in before (a listing taken earlier) and returns those.
+// Other tests deliver to the same Maildirs, and Dovecot's file names do not
+// sort by arrival, so "the last name" is not "the new message".
+func newMaildirFiles(t testing.TB, user string, before []string, n int) []string {
+	old := make(map[string]bool, len(before))
+	for _, f := range before {
+		old[f] = true
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var fresh []string
+		for _, f := range maildirFiles(t, user, 0) {
+			if !old[f] {
+				fresh = append(fresh, f)
+			}
+		}
+		if len(fresh) >= n || time.Now().After(deadline) {
+			return fresh
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func TestLMTPDovecot(t *testing.T) {
 	target := needEnv(t, "MXGW_TEST_LMTP")
 	cfg, err := mxgw.NewLMTPConfig()
@@ -48,7 +72,7 @@ func TestLMTPDovecot(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	before := len(maildirFiles(t, "alice", 0))
+	before := maildirFiles(t, "alice", 0)
 	body := []byte("From: go@example.org\r\nSubject: from Go\r\n\r\nhello\r\n.dot\r\nbinary \xff\r\n")
 	res, err := c.Deliver(context.Background(), &mxgw.LMTPMessage{From: "go@example.org",
 		Rcpts:       []mxgw.LMTPRcpt{{Addr: "alice@example.test"}, {Addr: "nobody@example.test"}},
@@ -60,11 +84,11 @@ func TestLMTPDovecot(t *testing.T) {
 		res[1].Code != 550 || res[1].Stage != mxgw.LMTPStageRcpt || res[1].Local {
 		t.Fatalf("results %+v", res)
 	}
-	files := maildirFiles(t, "alice", before+1)
-	if len(files) != before+1 {
-		t.Fatalf("maildir: %d files", len(files))
+	files := newMaildirFiles(t, "alice", before, 1)
+	if len(files) != 1 {
+		t.Fatalf("maildir: %d new files", len(files))
 	}
-	stored, _ := os.ReadFile(files[len(files)-1])
+	stored, _ := os.ReadFile(files[0])
 	if !bytes.Contains(stored, []byte("Subject: from Go")) || !bytes.Contains(stored, []byte("\n.dot")) ||
 		!bytes.Contains(stored, []byte("binary \xff")) {
 		t.Errorf("stored %q", stored)

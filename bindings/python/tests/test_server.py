@@ -61,7 +61,8 @@ def run_gateway(engine, dovecot, tmp_path):
 def test_gateway_delivers_through_dovecot(engine, dovecot, tmp_path):
     if engine == "server" and not mxgw.server.AVAILABLE:
         pytest.skip("libmxgw has no server yet (mxgw_server.c not built)")
-    before = len(dovecot.maildir_files("alice"))
+    old = set(dovecot.maildir_files("alice"))
+    before = len(old)
     p, port, db = run_gateway(engine, dovecot, tmp_path)
     try:
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
@@ -84,7 +85,9 @@ def test_gateway_delivers_through_dovecot(engine, dovecot, tmp_path):
             assert c.noop()[0] == 250
         files = dovecot.wait_files("alice", before + 1, secs=30)
         assert len(files) == before + 1, open(tmp_path / "gw.log").read()
-        stored = open(sorted(files, key=os.path.getmtime)[-1], "rb").read()
+        # the one new file (names and mtimes do not order arrivals)
+        [new] = set(files) - old
+        stored = open(new, "rb").read()
         assert b"Subject: through the Python gateway" in stored
         assert b"Hello from gateway.py" in stored
         assert b"Received: from client.example" in stored
@@ -340,7 +343,8 @@ def test_gateway_spf_at_mail_from(engine, dovecot, nsd, tmp_path):
         line = p.stdout.readline()
         assert line.startswith("listening on "), open(tmp_path / "gw.log").read()
         port = int(line.rsplit(":", 1)[1])
-        before = len(dovecot.maildir_files("bob"))
+        old = set(dovecot.maildir_files("bob"))
+        before = len(old)
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
             c.ehlo("client.example")
             code, text = c.mail("someone@pass.spf.test")
@@ -350,7 +354,8 @@ def test_gateway_spf_at_mail_from(engine, dovecot, nsd, tmp_path):
                        MSG.replace(b"alice", b"bob"))
         files = dovecot.wait_files("bob", before + 1, secs=30)
         assert len(files) == before + 1, open(tmp_path / "gw.log").read()
-        stored = open(sorted(files, key=os.path.getmtime)[-1], "rb").read()
+        [new] = set(files) - old
+        stored = open(new, "rb").read()
         if engine == "server":
             assert b"Received-SPF: none" in stored
     finally:

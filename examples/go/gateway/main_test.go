@@ -73,7 +73,15 @@ func TestGatewayDeliversToDovecot(t *testing.T) {
 	if len(files) != len(before)+1 {
 		t.Fatalf("not delivered; log:\n%s", logBuf.String())
 	}
-	stored, _ := os.ReadFile(files[len(files)-1])
+	// the one file that was not there before (Dovecot's names do not sort
+	// by arrival)
+	var fresh string
+	for _, f := range files {
+		if !contains(before, f) {
+			fresh = f
+		}
+	}
+	stored, _ := os.ReadFile(fresh)
 	if !strings.Contains(string(stored), "Subject: go gateway example") {
 		t.Errorf("stored %q", stored)
 	}
@@ -98,4 +106,13 @@ func TestGatewayDeliversToDovecot(t *testing.T) {
 	if l := logBuf.String(); !strings.Contains(l, "status=sent") || !strings.Contains(l, "gateway stopped") {
 		t.Errorf("log:\n%s", l)
 	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
