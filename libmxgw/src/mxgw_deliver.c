@@ -632,16 +632,23 @@ static bool needs_smtputf8(mxgw_lmtp *c, const mxgw_queue_entry *e,
     if (!ascii_only(a, strlen(a)))
       return true;
   }
-  int fd = open(estr(e, MXGW_QKEY_BODY_PATH), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
+  int fd;
+  int64_t pos, left;
+  if (mxgw_queue_entry_body(e, &fd, &pos, &left) != MXGW_OK)
     return true;
   /* the header section: up to the first empty line (or 256 KiB) */
   char buf[8192];
   size_t total = 0;
   int bol = 1; /* at the beginning of a line (a CR there keeps it) */
   bool need = false, done = false;
-  while (!done && !need && total < 256 * 1024) {
-    ssize_t r = read(fd, buf, sizeof buf);
+  while (!done && !need && total < 256 * 1024 && left > 0) {
+    ssize_t r = pread(fd, buf, left < (int64_t)sizeof buf ? (size_t)left
+                                                          : sizeof buf,
+                      (off_t)pos);
+    if (r > 0) {
+      pos += r;
+      left -= r;
+    }
     if (r < 0 && errno == EINTR)
       continue;
     if (r <= 0)
@@ -762,10 +769,16 @@ static void deliver_entry(worker *w, mxgw_queue_entry *e) {
           (int)rcpt_int(e, out[k].idx, MXGW_QRKEY_NOTIFY), *orcpt ? orcpt : NULL);
       rv = ix < 0 ? ix : 0;
     }
+    int bfd = -1;
+    int64_t boff = 0, blen = 0;
     if (!rv)
-      drv = mxgw_lmtp_conn_deliver_file(conn, estr(e, MXGW_QKEY_BODY_PATH));
+      rv = mxgw_queue_entry_body(e, &bfd, &boff, &blen) ? MXGW_E_IO : 0;
+    if (!rv)
+      drv = mxgw_lmtp_conn_deliver_range(conn, bfd, boff, blen);
     else
       drv = rv;
+    if (bfd >= 0)
+      close(bfd);
     t_done = real_ms();
     c = mxgw_lmtp_conn_client(conn);
     if (drv != MXGW_OK) {

@@ -14,6 +14,7 @@
  * bounce mailbox.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -75,9 +76,11 @@ static void flat(char *dst, size_t n, int code, const char *enh,
 }
 
 /* Copy the original: whole, or its header up to the empty line. */
-static void copy_original(out *o, const char *path, bool headers_only) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
+static void copy_original(out *o, const mxgw_queue_entry *e,
+                          bool headers_only) {
+  int fd;
+  int64_t pos, left;
+  if (mxgw_queue_entry_body(e, &fd, &pos, &left) != MXGW_OK) {
     o->rv = MXGW_E_IO;
     return;
   }
@@ -85,13 +88,21 @@ static void copy_original(out *o, const char *path, bool headers_only) {
   int state = 0; /* headers_only: how much of "\r\n\r\n" (or "\n\n") seen */
   bool at_eol = true;
   for (;;) {
-    ssize_t r = read(fd, buf, sizeof buf);
+    ssize_t r = left <= 0 ? 0
+                          : pread(fd, buf,
+                                  left < (int64_t)sizeof buf ? (size_t)left
+                                                             : sizeof buf,
+                                  (off_t)pos);
+    if (r < 0 && errno == EINTR)
+      continue;
     if (r < 0) {
       o->rv = MXGW_E_IO;
       break;
     }
     if (r == 0)
       break;
+    pos += r;
+    left -= r;
     size_t n = (size_t)r;
     if (headers_only) {
       size_t i;
@@ -126,8 +137,7 @@ static void copy_original(out *o, const char *path, bool headers_only) {
 int mxgw__dsn_queue(struct mxgw_queue *bq, const mxgw_queue_entry *e,
                     const mxgw__dsn_rcpt *r, size_t n, const mxgw__dsn_args *a,
                     char *dsn_id) {
-  const char *sender = "", *id = "", *envid = "", *ret = "", *path = "",
-             *body = "";
+  const char *sender = "", *id = "", *envid = "", *ret = "", *body = "";
   size_t l;
   mxgw_queue_entry_get_str(e, MXGW_QKEY_SENDER, &sender, &l);
   mxgw_queue_entry_get_str(e, MXGW_QKEY_ID, &id, &l);
@@ -137,7 +147,6 @@ int mxgw__dsn_queue(struct mxgw_queue *bq, const mxgw_queue_entry *e,
     ret = "";
   if (mxgw_queue_entry_get_str(e, MXGW_QKEY_BODY, &body, &l))
     body = "";
-  mxgw_queue_entry_get_str(e, MXGW_QKEY_BODY_PATH, &path, &l);
   int64_t arrival = 0, size = 0, utf8 = 0;
   mxgw_queue_entry_get_int(e, MXGW_QKEY_ARRIVAL, &arrival);
   mxgw_queue_entry_get_int(e, MXGW_QKEY_SIZE, &size);
@@ -244,7 +253,7 @@ int mxgw__dsn_queue(struct mxgw_queue *bq, const mxgw_queue_entry *e,
        boundary, headers_only ? "Undelivered Message Headers"
                               : "Undelivered Message",
        headers_only ? "text/rfc822-headers" : "message/rfc822");
-  copy_original(&o, path, headers_only);
+  copy_original(&o, e, headers_only);
   putf(&o, "\r\n--%s--\r\n", boundary);
   if (!o.rv)
     o.rv = mxgw_queue_msg_set_str(msg, MXGW_QKEY_SENDER, "", 0);

@@ -318,9 +318,10 @@ static int wait_once(mxgw_lmtp_conn *k) {
   return mxgw_lmtp_conn_process(k, revents, mxgw__mono_ms());
 }
 
-int mxgw_lmtp_conn_deliver_fd(mxgw_lmtp_conn *k, int fd) {
-  if (!k || fd < 0)
-    return MXGW_E_INVAL;
+/* The body from fd: read() until EOF when `range` is false, else the
+ * `left` octets at `pos` with pread() (a short file is a read error). */
+static int deliver_body(mxgw_lmtp_conn *k, int fd, bool range, int64_t pos,
+                        int64_t left) {
   mxgw_lmtp *c = k->c;
   if (!mxgw__lmtp_msg_ready(c))
     return MXGW_E_STATE;
@@ -341,7 +342,23 @@ int mxgw_lmtp_conn_deliver_fd(mxgw_lmtp_conn *k, int fd) {
     /* push the body while the client takes it */
     while (!in_eof && (mxgw_lmtp_want(c) & MXGW_LMTP_WANT_BODY)) {
       if (off == len) {
-        ssize_t r = read(fd, buf, sizeof buf);
+        ssize_t r;
+        if (!range)
+          r = read(fd, buf, sizeof buf);
+        else if (left == 0)
+          r = 0;
+        else {
+          size_t want = left < (int64_t)sizeof buf ? (size_t)left : sizeof buf;
+          r = pread(fd, buf, want, (off_t)pos);
+          if (r == 0) { /* the file ends before the range does */
+            r = -1;
+            errno = EIO;
+          }
+          if (r > 0) {
+            pos += r;
+            left -= r;
+          }
+        }
         if (r < 0 && errno == EINTR)
           continue;
         if (r < 0) {
@@ -392,6 +409,19 @@ int mxgw_lmtp_conn_deliver_fd(mxgw_lmtp_conn *k, int fd) {
   while (mxgw_lmtp_next_event(c) > 0)
     ;
   return io_error ? MXGW_E_IO : MXGW_OK;
+}
+
+int mxgw_lmtp_conn_deliver_fd(mxgw_lmtp_conn *k, int fd) {
+  if (!k || fd < 0)
+    return MXGW_E_INVAL;
+  return deliver_body(k, fd, false, 0, 0);
+}
+
+int mxgw_lmtp_conn_deliver_range(mxgw_lmtp_conn *k, int fd, int64_t offset,
+                                 int64_t length) {
+  if (!k || fd < 0 || offset < 0 || length < 0)
+    return MXGW_E_INVAL;
+  return deliver_body(k, fd, true, offset, length);
 }
 
 int mxgw_lmtp_conn_deliver_file(mxgw_lmtp_conn *k, const char *path) {

@@ -262,12 +262,16 @@ int mxgw_queue_new(mxgw_queue **out, const char *dir, const mxgw_mem *mem) {
   q->workers = 4;
   q->sync = 1;
   q->max_batch = 1024;
-  q->rootfd = q->lockfd = q->tmpfd = q->evfd = q->adminfd = -1;
+  q->jmax_body = 1 << 20;
+  q->jseg_max = 32 << 20;
+  q->jmax_msgs = 100000;
+  q->rootfd = q->lockfd = q->tmpfd = q->evfd = q->adminfd = q->jdirfd = -1;
   for (int i = 0; i <= MXGW_QSTATE_MAX; i++)
     q->statefd[i] = -1;
   pthread_mutex_init(&q->idlock, NULL);
   pthread_mutex_init(&q->lock, NULL);
   pthread_mutex_init(&q->admin, NULL);
+  pthread_mutex_init(&q->jlock, NULL);
   pthread_cond_init(&q->cond, NULL);
   pthread_cond_init(&q->work, NULL);
   q->ready_tail = &q->ready;
@@ -285,11 +289,28 @@ int mxgw_queue_set_int(mxgw_queue *q, int key, int64_t v) {
   case MXGW_QOPT_CREATE:
   case MXGW_QOPT_OWNER:
   case MXGW_QOPT_SYNC:
+  case MXGW_QOPT_JOURNAL:
     if (v != 0 && v != 1)
       return MXGW_E_RANGE;
     if (key == MXGW_QOPT_CREATE) q->create = (int)v;
     else if (key == MXGW_QOPT_OWNER) q->owner = (int)v;
+    else if (key == MXGW_QOPT_JOURNAL) q->journal = (int)v;
     else q->sync = (int)v;
+    return MXGW_OK;
+  case MXGW_QOPT_JOURNAL_MAX_BODY:
+    if (v < 1024 || v > (64 << 20))
+      return MXGW_E_RANGE;
+    q->jmax_body = v;
+    return MXGW_OK;
+  case MXGW_QOPT_JOURNAL_SEGMENT:
+    if (v < (64 << 10) || v > (1 << 30))
+      return MXGW_E_RANGE;
+    q->jseg_max = v;
+    return MXGW_OK;
+  case MXGW_QOPT_JOURNAL_MAX_MSGS:
+    if (v < 1 || v > 10000000)
+      return MXGW_E_RANGE;
+    q->jmax_msgs = v;
     return MXGW_OK;
   case MXGW_QOPT_ASYNC_WORKERS:
     if (v < 0 || v > 256)
@@ -315,6 +336,20 @@ int mxgw_queue_get_int(mxgw_queue *q, int key, int64_t *out) {
   case MXGW_QOPT_ASYNC_WORKERS: *out = q->workers; break;
   case MXGW_QOPT_MAX_BATCH: *out = q->max_batch; break;
   case MXGW_QOPT_SYNC: *out = q->sync; break;
+  case MXGW_QOPT_JOURNAL: *out = q->journal; break;
+  case MXGW_QOPT_JOURNAL_MAX_BODY: *out = q->jmax_body; break;
+  case MXGW_QOPT_JOURNAL_SEGMENT: *out = q->jseg_max; break;
+  case MXGW_QOPT_JOURNAL_MAX_MSGS: *out = q->jmax_msgs; break;
+  case MXGW_QSTAT_JOURNAL_COMMITS: *out = atomic_load(&q->st_jcommits); break;
+  case MXGW_QSTAT_JOURNAL_SPILLS: *out = atomic_load(&q->st_jspills); break;
+  case MXGW_QSTAT_JOURNAL_RECOVERED: *out = atomic_load(&q->st_jrecovered); break;
+  case MXGW_QSTAT_JOURNAL_TORN: *out = atomic_load(&q->st_jtorn); break;
+  case MXGW_QSTAT_JOURNAL_MESSAGES:
+  case MXGW_QSTAT_JOURNAL_SEGMENTS:
+    pthread_mutex_lock(&q->jlock);
+    *out = key == MXGW_QSTAT_JOURNAL_MESSAGES ? q->jcount : q->jnsegs;
+    pthread_mutex_unlock(&q->jlock);
+    break;
   case MXGW_QSTAT_COMMITS: *out = atomic_load(&q->st_commits); break;
   case MXGW_QSTAT_COMMIT_ERRORS: *out = atomic_load(&q->st_commit_errors); break;
   case MXGW_QSTAT_FILE_SYNCS: *out = atomic_load(&q->st_file_syncs); break;
@@ -376,6 +411,10 @@ int mxgw_queue_open(mxgw_queue *q) {
     if ((rc = recover(q)) != MXGW_OK)
       goto fail;
   }
+  /* the journal: recovered into incoming/ by the owner (also when this
+   * opening does not use it), listed by anyone else */
+  if ((rc = mxgw__journal_open(q)) != MXGW_OK)
+    goto fail;
   if (q->workers > 0) {
     q->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (q->evfd < 0) {
@@ -409,6 +448,7 @@ fail:
     q->nthreads = 0;
     q->stopping = 0;
   }
+  mxgw__journal_close(q);
   for (int i = 0; i <= MXGW_QSTATE_MAX; i++)
     if (q->statefd[i] >= 0) {
       close(q->statefd[i]);
@@ -435,6 +475,7 @@ void mxgw_queue_free(mxgw_queue *q) {
   pthread_mutex_unlock(&q->lock);
   for (int i = 0; i < q->nthreads; i++)
     pthread_join(q->threads[i], NULL);
+  mxgw__journal_close(q);
   for (int i = 0; i <= MXGW_QSTATE_MAX; i++)
     if (q->statefd[i] >= 0)
       close(q->statefd[i]);
@@ -446,6 +487,7 @@ void mxgw_queue_free(mxgw_queue *q) {
   pthread_mutex_destroy(&q->idlock);
   pthread_mutex_destroy(&q->lock);
   pthread_mutex_destroy(&q->admin);
+  pthread_mutex_destroy(&q->jlock);
   pthread_cond_destroy(&q->cond);
   pthread_cond_destroy(&q->work);
   mxgw__free(&q->mem, q->threads);
@@ -460,12 +502,16 @@ int mxgw_queue_count(mxgw_queue *q, int state) {
     return MXGW_E_INVAL;
   if (!q->opened)
     return MXGW_E_STATE;
-  char **ids;
-  size_t n;
+  char **ids, **jids;
+  size_t n, jn;
   int rc = mxgw__queue_list_ids(q, state, &ids, &n);
   if (rc != MXGW_OK)
     return rc;
   mxgw__queue_free_ids(ids, n);
+  if ((rc = mxgw__journal_ids(q, state, &jids, &jn)) != MXGW_OK)
+    return rc;
+  mxgw__queue_free_ids(jids, jn);
+  n += jn;
   return n > INT_MAX ? INT_MAX : (int)n;
 }
 
@@ -484,6 +530,18 @@ int mxgw_queue_begin(mxgw_queue *q, mxgw_queue_msg **out) {
     return MXGW_E_NOMEM;
   m->q = q;
   m->fd = -1;
+  if (q->journal && q->owner) {
+    /* the body stays in memory until the commit appends it to the journal
+     * (or goes to a file once it outgrows MXGW_QOPT_JOURNAL_MAX_BODY) */
+    make_id(q, m->id);
+    if (!(m->meta = mxgw__queue_meta_new(m->id))) {
+      mxgw__free(&q->mem, m);
+      return MXGW_E_NOMEM;
+    }
+    m->jmode = 1;
+    *out = m;
+    return MXGW_OK;
+  }
   for (int tries = 0; tries < 16; tries++) {
     make_id(q, m->id);
     m->fd = openat(q->tmpfd, m->id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
@@ -514,12 +572,58 @@ static int flush_buf(mxgw_queue_msg *m) {
   return rc;
 }
 
+/* A journal message becomes a file message: tmp/<id> with the body so far. */
+static int to_file(mxgw_queue_msg *m) {
+  mxgw_queue *q = m->q;
+  m->fd = openat(q->tmpfd, m->id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                 0600);
+  if (m->fd < 0)
+    return mxgw__queue_errno(errno);
+  m->jmode = 0;
+  int rc = m->size ? write_all(m->fd, m->jbody, (size_t)m->size) : MXGW_OK;
+  mxgw__free(&q->mem, m->jbody);
+  m->jbody = NULL;
+  m->jcap = 0;
+  return rc;
+}
+
+static int journal_append(mxgw_queue_msg *m, const void *buf, size_t len) {
+  size_t need = (size_t)m->size + len;
+  if (need > m->jcap) {
+    size_t nc = m->jcap ? m->jcap : 16384;
+    while (nc < need)
+      nc *= 2;
+    if (nc > (size_t)m->q->jmax_body)
+      nc = (size_t)m->q->jmax_body;
+    unsigned char *nb = mxgw__realloc(&m->q->mem, m->jbody, nc);
+    if (!nb)
+      return MXGW_E_NOMEM;
+    m->jbody = nb;
+    m->jcap = nc;
+  }
+  if (len)
+    memcpy(m->jbody + m->size, buf, len);
+  m->size += len;
+  return MXGW_OK;
+}
+
 int mxgw_queue_write(mxgw_queue_msg *m, const void *buf, size_t len) {
   if (!m || (!buf && len))
     return MXGW_E_INVAL;
-  if (m->failed || m->fd < 0)
+  if (m->failed || (m->fd < 0 && !m->jmode))
     return MXGW_E_STATE;
   int rc = MXGW_OK;
+  if (m->jmode) {
+    if (m->size + len <= (uint64_t)m->q->jmax_body) {
+      if ((rc = journal_append(m, buf, len)) != MXGW_OK)
+        m->failed = rc;
+      return rc;
+    }
+    if ((rc = to_file(m)) != MXGW_OK) {
+      m->failed = rc;
+      return rc;
+    }
+  }
   if (m->buflen + len <= sizeof m->buf) {
     memcpy(m->buf + m->buflen, buf, len);
     m->buflen += len;
@@ -550,6 +654,12 @@ int mxgw_queue_msg_id(const mxgw_queue_msg *m, const char **ptr, size_t *len) {
 /* Remove whatever of the message exists (tmp/ and, if renamed, incoming/). */
 static void discard(mxgw_queue_msg *m) {
   mxgw_queue *q = m->q;
+  if (m->jwanted) {
+    mxgw__journal_unwant(q);
+    m->jwanted = 0;
+  }
+  if (m->jmode)
+    return; /* nothing of it is on disk */
   char name[MXGW_QID_MAX + 8];
   snprintf(name, sizeof name, "%s.json", m->id);
   if (m->fd >= 0) {
@@ -568,6 +678,7 @@ static void discard(mxgw_queue_msg *m) {
 }
 
 static void msg_destroy(mxgw_queue_msg *m) {
+  mxgw__free(&m->q->mem, m->jbody);
   json_decref(m->meta);
   free(m->metatext);
   mxgw__free(&m->q->mem, m);
@@ -589,20 +700,33 @@ static int file_stage(mxgw_queue_msg *m) {
     return MXGW_E_STATE;
   if (mxgw__queue_meta_check(m->meta) != MXGW_OK)
     return MXGW_E_STATE;
-  int rc = flush_buf(m);
-  if (rc == MXGW_OK)
-    rc = mxgw__queue_filesync(q, m->fd);
-  if (close(m->fd) != 0 && rc == MXGW_OK)
-    rc = mxgw__queue_errno(errno);
-  m->fd = -1;
-  if (rc != MXGW_OK)
-    return rc;
+  int rc = MXGW_OK;
+  if (m->jmode) {
+    if (mxgw__journal_wants(q))
+      m->jwanted = 1;
+    else if ((rc = to_file(m)) != MXGW_OK) /* the journal is full */
+      return rc;
+  }
+  if (!m->jmode) {
+    rc = flush_buf(m);
+    if (rc == MXGW_OK)
+      rc = mxgw__queue_filesync(q, m->fd);
+    if (close(m->fd) != 0 && rc == MXGW_OK)
+      rc = mxgw__queue_errno(errno);
+    m->fd = -1;
+    if (rc != MXGW_OK)
+      return rc;
+  }
   json_object_set_new(m->meta, "size", json_integer((json_int_t)m->size));
   if (!json_is_integer(json_object_get(m->meta, "arrival")))
     json_object_set_new(m->meta, "arrival", json_integer((json_int_t)time(NULL)));
   m->metatext = json_dumps(m->meta, JSON_COMPACT);
   if (!m->metatext)
     return MXGW_E_NOMEM;
+  if (m->jmode) { /* the record's header (and CRC) here, in parallel */
+    mxgw__journal_msg_header(m);
+    return MXGW_OK;
+  }
   char name[MXGW_QID_MAX + 8];
   snprintf(name, sizeof name, "%s.json", m->id);
   rc = mxgw__queue_write_file(q, q->tmpfd, name, m->metatext,
@@ -618,8 +742,33 @@ static void commit_batch(mxgw_queue *q, mxgw_queue_msg *batch) {
   int inc = q->statefd[MXGW_QSTATE_INCOMING];
   int any = 0;
   char name[MXGW_QID_MAX + 8];
+  /* journal messages: one append and one fdatasync for all of them */
+  size_t nj = 0;
+  for (mxgw_queue_msg *m = batch; m; m = m->next)
+    nj += m->jmode && m->status == MXGW_OK;
+  if (nj) {
+    mxgw_queue_msg *one[64];
+    mxgw_queue_msg **v = nj <= 64 ? one
+                                  : mxgw__calloc(&q->mem, nj, sizeof *v);
+    size_t k = 0;
+    for (mxgw_queue_msg *m = batch; m; m = m->next)
+      if (m->jmode && m->status == MXGW_OK) {
+        if (v)
+          v[k++] = m;
+        else
+          m->status = MXGW_E_NOMEM;
+      }
+    if (v) {
+      mxgw__journal_commit(q, v, k);
+      for (size_t i = 0; i < k; i++)
+        v[i]->jwanted = 0; /* journal_commit settled the count */
+      atomic_fetch_add(&q->st_batches, 1);
+    }
+    if (v != one)
+      mxgw__free(&q->mem, v);
+  }
   for (mxgw_queue_msg *m = batch; m; m = m->next) {
-    if (m->status != MXGW_OK)
+    if (m->status != MXGW_OK || m->jmode)
       continue;
     if (renameat(q->tmpfd, m->id, inc, m->id) != 0) {
       m->status = mxgw__queue_errno(errno);
@@ -628,7 +777,7 @@ static void commit_batch(mxgw_queue *q, mxgw_queue_msg *batch) {
     m->renamed = 1;
   }
   for (mxgw_queue_msg *m = batch; m; m = m->next) {
-    if (m->status != MXGW_OK)
+    if (m->status != MXGW_OK || m->jmode)
       continue;
     snprintf(name, sizeof name, "%s.json", m->id);
     if (renameat(q->tmpfd, name, inc, name) != 0) {
@@ -643,7 +792,7 @@ static void commit_batch(mxgw_queue *q, mxgw_queue_msg *batch) {
     int rc = mxgw__queue_dirsync(q, inc);
     if (rc != MXGW_OK) /* nothing of this batch may be called committed */
       for (mxgw_queue_msg *m = batch; m; m = m->next)
-        if (m->status == MXGW_OK)
+        if (m->status == MXGW_OK && !m->jmode)
           m->status = rc;
   }
   for (mxgw_queue_msg *m = batch; m; m = m->next) {

@@ -19,8 +19,16 @@
 #define MXGW_QSTATE_MAX 6 /* highest mxgw_queue_state */
 #define MXGW_QBUF 65536   /* body write buffer */
 
+typedef struct mxgw__jseg mxgw__jseg;
+typedef struct mxgw__jmsg mxgw__jmsg;
+
 struct mxgw_queue_msg {
   mxgw_queue *q;
+  int jmode;       /* journal: the body is in jbody, no file yet */
+  int jwanted;     /* counted in q->jpending */
+  unsigned char *jbody;
+  size_t jcap;
+  unsigned char jhdr[64];
   char id[MXGW_QID_MAX];
   int fd;          /* tmp/<id>, -1 once closed */
   int failed;      /* a write failed: only free is allowed */
@@ -45,6 +53,12 @@ struct mxgw_queue_entry {
   char *json;      /* mxgw_queue_entry_json() */
   char *jtext[2];  /* TLS and SPF JSON as text (get_str) */
   char *body_path;
+  /* in the journal: the body is e->size octets at jbody_off in segment
+   * jseq; jref is the index node when this entry was taken (owner) */
+  int in_journal;
+  uint64_t jseq;
+  int64_t jbody_off;
+  mxgw__jmsg *jref;
 };
 
 struct mxgw_queue {
@@ -82,6 +96,19 @@ struct mxgw_queue {
    * reads the directory about once instead of N times */
   char **take_ids;
   size_t take_n, take_pos;
+  /* the journal (mxgw_queue_journal.c): options, segments oldest first
+   * (the last is the current one), the index of its messages (incoming,
+   * then active, each in commit order); all under jlock */
+  int journal;
+  int64_t jmax_body, jseg_max, jmax_msgs;
+  int jdirfd;
+  pthread_mutex_t jlock;
+  mxgw__jseg *jsegs, *jtail_seg;
+  int64_t jnsegs;
+  uint64_t jnext_seq;
+  mxgw__jmsg *jin, *jin_tail, *jact, *jact_tail;
+  int64_t jcount, jpending;
+  atomic_llong st_jcommits, st_jspills, st_jrecovered, st_jtorn;
   /* counters */
   atomic_llong st_commits, st_commit_errors, st_file_syncs, st_dir_syncs,
       st_batches, st_recovered_active, st_quarantined, st_orphans,
@@ -111,5 +138,20 @@ int mxgw__queue_load_at(mxgw_queue *q, int state, const char *id,
                         mxgw_queue_entry **out);
 int mxgw__queue_move(mxgw_queue *q, const char *id, int from, int to,
                      int sync);
+
+/* mxgw_queue_journal.c */
+int mxgw__journal_open(mxgw_queue *q);
+void mxgw__journal_close(mxgw_queue *q);
+int mxgw__journal_wants(mxgw_queue *q);
+void mxgw__journal_unwant(mxgw_queue *q);
+void mxgw__journal_msg_header(mxgw_queue_msg *m);
+void mxgw__journal_commit(mxgw_queue *q, mxgw_queue_msg **v, size_t n);
+int mxgw__journal_take(mxgw_queue *q, mxgw_queue_entry **out);
+int mxgw__journal_finish(mxgw_queue *q, mxgw_queue_entry *e, int to);
+int mxgw__journal_body(const mxgw_queue_entry *e, int *fd, int64_t *off,
+                       int64_t *len);
+int mxgw__journal_ids(mxgw_queue *q, int state, char ***ids, size_t *n);
+int mxgw__journal_load(mxgw_queue *q, int state, const char *id,
+                       mxgw_queue_entry **out);
 
 #endif /* MXGW_QUEUE_INT_H */

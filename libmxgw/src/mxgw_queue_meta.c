@@ -230,9 +230,8 @@ int mxgw_queue_load(mxgw_queue *q, const char *id, mxgw_queue_entry **out) {
     return MXGW_E_STATE;
   for (int tries = 0; tries < 3; tries++) { /* it may move meanwhile */
     int s = find_state(q, id);
-    if (!s)
-      return MXGW_E_NOTFOUND;
-    int rc = mxgw__queue_load_at(q, s, id, out);
+    int rc = s ? mxgw__queue_load_at(q, s, id, out)
+               : mxgw__journal_load(q, 0, id, out);
     if (rc != MXGW_E_NOTFOUND)
       return rc;
   }
@@ -291,6 +290,7 @@ int mxgw_queue_entry_get_int(const mxgw_queue_entry *e, int key,
   case MXGW_QKEY_SMTPUTF8:
     *out = json_is_true(json_object_get(e->meta, "smtputf8"));
     return MXGW_OK;
+  case MXGW_QKEY_IN_JOURNAL: *out = e->in_journal; return MXGW_OK;
   default: break;
   }
   const char *k = int_key(key);
@@ -365,6 +365,30 @@ int mxgw_queue_entry_json(mxgw_queue_entry *e, const char **ptr, size_t *len) {
   return str_out(e->json, ptr, len);
 }
 
+int mxgw_queue_entry_body(const mxgw_queue_entry *e, int *fd,
+                          int64_t *offset, int64_t *length) {
+  if (!e || !fd || !offset || !length)
+    return MXGW_E_INVAL;
+  *fd = -1;
+  if (e->in_journal)
+    return mxgw__journal_body(e, fd, offset, length);
+  if (!e->body_path)
+    return MXGW_E_NOTFOUND; /* removed */
+  int f = open(e->body_path, O_RDONLY | O_CLOEXEC);
+  if (f < 0)
+    return mxgw__queue_errno(errno);
+  struct stat st;
+  if (fstat(f, &st) != 0) {
+    int rc = mxgw__queue_errno(errno);
+    close(f);
+    return rc;
+  }
+  *fd = f;
+  *offset = 0;
+  *length = (int64_t)st.st_size;
+  return MXGW_OK;
+}
+
 int mxgw_queue_entry_set_rcpt(mxgw_queue_entry *e, size_t idx, int state,
                               int code, const char *enhanced,
                               const char *text) {
@@ -419,6 +443,10 @@ static int save_meta(mxgw_queue *q, int state, const char *id, json_t *meta) {
 int mxgw_queue_save(mxgw_queue *q, mxgw_queue_entry *e) {
   if (!q || !e || e->q != q)
     return MXGW_E_INVAL;
+  if (e->jref) /* from the journal: it becomes files in active/ */
+    return mxgw__journal_finish(q, e, MXGW_QSTATE_ACTIVE);
+  if (e->in_journal)
+    return MXGW_E_BUSY; /* loaded, not taken: the owner delivers it */
   return save_meta(q, e->state, e->id, e->meta);
 }
 
@@ -500,7 +528,16 @@ int mxgw_queue_take(mxgw_queue *q, int64_t now, mxgw_queue_entry **out) {
   mxgw__queue_admin_lock(q);
   /* incoming/ first, oldest first, from the cursor; an entry that is gone
    * (moved by an operator or another process) is skipped */
+  /* the journal first: its messages are the newest, but they are in
+   * memory and in the page cache, and each one taken saves two files */
   rc = MXGW_E_NOTFOUND;
+  if (q->journal && q->owner) {
+    rc = mxgw__journal_take(q, out);
+    if (rc != MXGW_E_NOTFOUND) {
+      mxgw__queue_admin_unlock(q);
+      return rc;
+    }
+  }
   for (int listed = 0; rc == MXGW_E_NOTFOUND;) {
     if (q->take_pos >= q->take_n) {
       if (listed)
@@ -558,6 +595,13 @@ int mxgw_queue_finish(mxgw_queue *q, mxgw_queue_entry *e,
                       json_integer((json_int_t)(open ? next_attempt : 0)));
   int to = open ? MXGW_QSTATE_DEFERRED
                 : failed ? MXGW_QSTATE_FAILED : 0;
+  if (e->jref) { /* taken from the journal */
+    int rc = mxgw__journal_finish(q, e, to);
+    if (rc != MXGW_OK)
+      return rc;
+    e->state = to;
+    return to;
+  }
   mxgw__queue_admin_lock(q);
   int rc;
   if (to == 0) {
@@ -587,6 +631,10 @@ int mxgw_queue_finish(mxgw_queue *q, mxgw_queue_entry *e,
 /* Listing                                                                  */
 /* ------------------------------------------------------------------------ */
 
+static int cmp_id(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 struct mxgw_queue_iter {
   mxgw_queue *q;
   int state;
@@ -610,6 +658,30 @@ int mxgw_queue_iter_new(mxgw_queue *q, int state, mxgw_queue_iter **out) {
     mxgw__free(&q->mem, it);
     return rc;
   }
+  /* with the journal's messages of this state, in ID (arrival) order */
+  char **jids;
+  size_t jn;
+  rc = mxgw__journal_ids(q, state, &jids, &jn);
+  if (rc == MXGW_OK && jn) {
+    char **all = realloc(it->ids, (it->n + jn) * sizeof *all);
+    if (!all) {
+      mxgw__queue_free_ids(jids, jn);
+      rc = MXGW_E_NOMEM;
+    } else {
+      memcpy(all + it->n, jids, jn * sizeof *all);
+      free(jids);
+      it->ids = all;
+      it->n += jn;
+      qsort(it->ids, it->n, sizeof *it->ids, cmp_id);
+    }
+  } else if (rc == MXGW_OK) {
+    free(jids);
+  }
+  if (rc != MXGW_OK) {
+    mxgw__queue_free_ids(it->ids, it->n);
+    mxgw__free(&q->mem, it);
+    return rc;
+  }
   it->q = q;
   it->state = state;
   *out = it;
@@ -625,6 +697,8 @@ int mxgw_queue_iter_next(mxgw_queue_iter *it, mxgw_queue_entry **out) {
   while (it->pos < it->n) {
     it->curid = it->ids[it->pos++];
     int rc = mxgw__queue_load_at(it->q, it->state, it->curid, &it->cur);
+    if (rc == MXGW_E_NOTFOUND)
+      rc = mxgw__journal_load(it->q, it->state, it->curid, &it->cur);
     if (rc == MXGW_E_NOTFOUND)
       continue; /* moved away meanwhile */
     if (rc != MXGW_OK)
@@ -721,7 +795,10 @@ int mxgw_queue_manage(mxgw_queue *q, int op, const char *id, int state) {
   mxgw__queue_take_reset(q); /* released/requeued messages: list again */
   if (id) {
     int s = find_state(q, id);
-    if (!s)
+    mxgw_queue_entry *je = NULL;
+    if (!s && mxgw__journal_load(q, 0, id, &je) == MXGW_OK)
+      rc = MXGW_E_BUSY; /* in the journal: its first attempt is under way */
+    else if (!s)
       rc = MXGW_E_NOTFOUND;
     else if (s == MXGW_QSTATE_ACTIVE)
       rc = MXGW_E_BUSY;
@@ -729,6 +806,7 @@ int mxgw_queue_manage(mxgw_queue *q, int op, const char *id, int state) {
       rc = MXGW_E_STATE;
     else
       rc = apply(q, op, s, id);
+    mxgw_queue_entry_free(je);
     mxgw__queue_admin_unlock(q);
     return rc == MXGW_OK ? 1 : rc;
   }

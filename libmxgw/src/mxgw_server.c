@@ -2567,6 +2567,11 @@ int mxgw_server_start(mxgw_server *srv) {
     rc = mxgw_queue_set_int(srv->q, MXGW_QOPT_ASYNC_WORKERS,
                             cfg->queue_workers);
   if (rc == 0)
+    rc = mxgw_queue_set_int(srv->q, MXGW_QOPT_JOURNAL, cfg->queue_journal);
+  if (rc == 0)
+    rc = mxgw_queue_set_int(srv->q, MXGW_QOPT_JOURNAL_MAX_BODY,
+                            cfg->queue_journal_max_body);
+  if (rc == 0)
     rc = mxgw_queue_open(srv->q);
   if (rc < 0) {
     snprintf(srv->errmsg, sizeof srv->errmsg, "spool %s: %s", cfg->spool,

@@ -53,6 +53,8 @@ int mxgw_server_config_new(mxgw_server_config **out, const mxgw_mem *mem) {
   cfg->policy_timeout = 60000;
   cfg->queue_sync = 1;
   cfg->queue_workers = 4;
+  cfg->queue_journal = 1;
+  cfg->queue_journal_max_body = 1 << 20;
   cfg->deliver = 1;
   cfg->log_protocol = 0;
   cfg->backlog = 511;
@@ -130,6 +132,11 @@ static int64_t *srv_int_slot(mxgw_server_config *cfg, int key, int64_t *min,
   case MXGW_SRV_OPT_POLICY_TIMEOUT_MS: *max = 86400000; return &cfg->policy_timeout;
   case MXGW_SRV_OPT_QUEUE_SYNC: *max = 1; return &cfg->queue_sync;
   case MXGW_SRV_OPT_QUEUE_WORKERS: *min = 1; *max = 256; return &cfg->queue_workers;
+  case MXGW_SRV_OPT_QUEUE_JOURNAL: *max = 1; return &cfg->queue_journal;
+  case MXGW_SRV_OPT_QUEUE_JOURNAL_MAX_BODY:
+    *min = 1024;
+    *max = 64 << 20;
+    return &cfg->queue_journal_max_body;
   case MXGW_SRV_OPT_DELIVER: *max = 1; return &cfg->deliver;
   case MXGW_SRV_OPT_LOG_PROTOCOL: *max = 1; return &cfg->log_protocol;
   case MXGW_SRV_OPT_BACKLOG: *min = 1; *max = 65535; return &cfg->backlog;

@@ -46,6 +46,7 @@ struct mxgw_server_config {
   int64_t max_conn, max_per_ip, rate_per_ip, greet_delay, spf, spf_timeout;
   int64_t spf_action[MXGW__SRV_NSPF];
   int64_t policy_workers, policy_timeout, queue_sync, queue_workers,
+      queue_journal, queue_journal_max_body,
       deliver, log_protocol, backlog, proxy_timeout, auth_relay,
       drain_timeout, tls_check_ms, rcpt_verify, verify_ttl, verify_neg_ttl,
       verify_timeout, proxy_mode;

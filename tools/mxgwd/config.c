@@ -786,6 +786,7 @@ static const char *const k_limits[] = {
     "max_messages_per_connection", "greeting_delay", "command_timeout",
     "data_timeout", "proxy_timeout", NULL};
 static const char *const k_spool[] = {"directory", "sync", "commit_workers",
+                                      "journal", "journal_max_body",
                                       "max_lifetime",
                                       "backoff_initial", "backoff_factor",
                                       "backoff_max", "bounce",
@@ -839,6 +840,8 @@ static void defaults(mxgwd_config *cf) {
   cf->limits.data_timeout_ms = 180000;
   cf->spool.sync = true;
   cf->spool.commit_workers = 16;
+  cf->spool.journal = 1;
+  cf->spool.journal_max_body = 1 << 20;
   cf->spool.max_lifetime_ms = 5LL * 86400000;
   cf->spool.backoff_initial_ms = 60000;
   cf->spool.backoff_factor = 2;
@@ -1275,6 +1278,9 @@ static void parse_root(ctx *c, json_t *root, mxgwd_config *cf) {
     }
     get_bool(c, p, sp, "sync", &cf->spool.sync);
     get_int(c, p, sp, "commit_workers", 1, 256, &cf->spool.commit_workers);
+    get_bool(c, p, sp, "journal", &cf->spool.journal);
+    get_size(c, p, sp, "journal_max_body", 1024, 64 << 20,
+             &cf->spool.journal_max_body);
     if (!cf->spool.sync)
       warning(c, "spool.sync", "false: accepted mail can be lost in a crash "
                                "or power failure");

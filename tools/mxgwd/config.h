@@ -114,6 +114,8 @@ typedef struct mxgwd_config {
     char *directory; /* absolute */
     bool sync;       /* fsync before 250 (the durability promise) */
     int64_t commit_workers; /* queue commit threads (group commit width) */
+    bool journal;             /* the queue's incoming journal */
+    int64_t journal_max_body; /* largest body journaled, octets */
     int64_t max_lifetime_ms;
     int64_t backoff_initial_ms;
     int64_t backoff_factor;

@@ -351,6 +351,12 @@ static int build(gen *g, mxgwd_msgs *errs) {
   SET(mxgw_server_config_set_int(s, MXGW_SRV_OPT_QUEUE_WORKERS,
                                  c->spool.commit_workers),
       "spool.commit_workers");
+  SET(mxgw_server_config_set_int(s, MXGW_SRV_OPT_QUEUE_JOURNAL,
+                                 c->spool.journal),
+      "spool.journal");
+  SET(mxgw_server_config_set_int(s, MXGW_SRV_OPT_QUEUE_JOURNAL_MAX_BODY,
+                                 c->spool.journal_max_body),
+      "spool.journal_max_body");
   SET(mxgw_server_config_set_deliver_int(s, MXGW_DELIVER_OPT_LIFETIME,
                                          c->spool.max_lifetime_ms / 1000),
       "spool.max_lifetime");

@@ -397,6 +397,14 @@ MXGW_EXTERN mxgw_lmtp *mxgw_lmtp_conn_client(mxgw_lmtp_conn *conn);
  * Context: blocks; call without holding locks (bindings release the GIL).
  */
 MXGW_EXTERN int mxgw_lmtp_conn_deliver_fd(mxgw_lmtp_conn *conn, int fd);
+/** Same with the body being the `length` octets at `offset` in fd (read
+ *  with pread(); fd's file position is not used). A file that ends before
+ *  offset + length fails the message like a read error (MXGW_E_IO).
+ *  This is how a message in the queue's journal is delivered
+ *  (mxgw_queue_entry_body()). Errors: also MXGW_E_INVAL (negative offset
+ *  or length). */
+MXGW_EXTERN int mxgw_lmtp_conn_deliver_range(mxgw_lmtp_conn *conn, int fd,
+                                             int64_t offset, int64_t length);
 /** Same with a file. Errors: also MXGW_E_IO (cannot open). */
 MXGW_EXTERN int mxgw_lmtp_conn_deliver_file(mxgw_lmtp_conn *conn,
                                             const char *path);

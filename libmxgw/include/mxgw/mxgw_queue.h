@@ -79,7 +79,31 @@ typedef enum mxgw_queue_opt {
   /** Durability: 1 = fdatasync files and fsync directories (the default
    *  and the only setting under which the durability promise holds);
    *  0 = no syncing at all (tests and benchmarks of the CPU path). [1] */
-  MXGW_QOPT_SYNC = 5
+  MXGW_QOPT_SYNC = 5,
+  /** The incoming journal (docs/queue.md "The journal"), owner only: a
+   *  message whose body fits MXGW_QOPT_JOURNAL_MAX_BODY is committed by
+   *  appending it to a journal segment (journal/NNN.log) instead of
+   *  creating two files; a group commit is one write and one fdatasync for
+   *  all its messages. Journal messages are in state incoming (active once
+   *  taken); delivered ones are marked done in the journal, and one that is
+   *  deferred, failed or saved is first written out as files like any
+   *  other. Durability is the same (the commit returns only when the
+   *  message is on stable storage); a removal is durable with the next
+   *  commit or segment removal instead of at once, so a crash may deliver a
+   *  message twice, never lose one. [0] */
+  MXGW_QOPT_JOURNAL = 6,
+  /** Largest body (octets) committed to the journal; the body is buffered
+   *  in memory up to this size, larger ones go to a file as without the
+   *  journal. 1 KiB..64 MiB. [1 MiB] */
+  MXGW_QOPT_JOURNAL_MAX_BODY = 7,
+  /** Journal segment size (octets) after which a new segment is started;
+   *  a segment file is removed once every message in it is done and every
+   *  older one is gone. 64 KiB..1 GiB. [32 MiB] */
+  MXGW_QOPT_JOURNAL_SEGMENT = 8,
+  /** Most messages in the journal at once (incoming or active); beyond
+   *  that, commits make files (a backend too slow to keep up must not grow
+   *  memory without bound). 1..10,000,000. [100,000] */
+  MXGW_QOPT_JOURNAL_MAX_MSGS = 9
 } mxgw_queue_opt;
 
 /** Counters for mxgw_queue_get_int() (monotonic since open unless noted). */
@@ -93,7 +117,19 @@ typedef enum mxgw_queue_stat {
   MXGW_QSTAT_RECOVERED_ACTIVE = 105, /**< active messages requeued at open */
   MXGW_QSTAT_QUARANTINED = 106,   /**< entries moved to corrupt/ at open */
   MXGW_QSTAT_ORPHANS_REMOVED = 107, /**< temporary files removed at open */
-  MXGW_QSTAT_RECOVERED = 108      /**< messages found at open, any state */
+  MXGW_QSTAT_RECOVERED = 108,     /**< messages found at open, any state
+                                       (journal messages included) */
+  MXGW_QSTAT_JOURNAL_COMMITS = 109, /**< commits into the journal (also
+                                         counted in MXGW_QSTAT_COMMITS) */
+  MXGW_QSTAT_JOURNAL_SPILLS = 110,  /**< journal messages written out as
+                                         files (deferred, failed, saved) */
+  MXGW_QSTAT_JOURNAL_MESSAGES = 111, /**< messages in the journal now */
+  MXGW_QSTAT_JOURNAL_SEGMENTS = 112, /**< journal segment files now */
+  MXGW_QSTAT_JOURNAL_RECOVERED = 113, /**< journal messages written to
+                                           incoming/ at open */
+  MXGW_QSTAT_JOURNAL_TORN = 114   /**< segments whose tail was unreadable at
+                                       open (an interrupted, never
+                                       acknowledged write) */
 } mxgw_queue_stat;
 
 /** String keys for mxgw_queue_msg_set_str() and mxgw_queue_entry_get_str(). */
@@ -109,7 +145,9 @@ typedef enum mxgw_queue_key {
   MXGW_QKEY_TLS_JSON = 9,    /**< TLS details: any JSON value, free-form */
   MXGW_QKEY_SPF_JSON = 10,   /**< SPF result: any JSON value, free-form */
   MXGW_QKEY_BODY_PATH = 11,  /**< current path of the body file (read only,
-                                  entries only) */
+                                  entries only). MXGW_E_NOTFOUND for a
+                                  message in the journal, which has no file
+                                  of its own: use mxgw_queue_entry_body() */
   /* integers (mxgw_queue_msg_set_int / mxgw_queue_entry_get_int) */
   MXGW_QKEY_SMTPUTF8 = 100,     /**< 1 if MAIL had SMTPUTF8 */
   MXGW_QKEY_ARRIVAL = 101,      /**< arrival, Unix seconds [commit time] */
@@ -117,7 +155,9 @@ typedef enum mxgw_queue_key {
   MXGW_QKEY_NEXT_ATTEMPT = 103, /**< next attempt, Unix seconds [0 = now] */
   MXGW_QKEY_SIZE = 104,         /**< body size in octets (read only) */
   MXGW_QKEY_STATE = 105,        /**< mxgw_queue_state (read only) */
-  MXGW_QKEY_RCPT_COUNT = 106    /**< recipients (read only) */
+  MXGW_QKEY_RCPT_COUNT = 106,   /**< recipients (read only) */
+  MXGW_QKEY_IN_JOURNAL = 107    /**< 1 if the message is in the journal
+                                     (read only) */
 } mxgw_queue_key;
 
 /** Recipient keys for mxgw_queue_entry_rcpt_get_str() / _get_int(). */
@@ -349,9 +389,21 @@ MXGW_EXTERN int mxgw_queue_entry_json(mxgw_queue_entry *e, const char **ptr,
                                       size_t *len);
 
 /**
- * Claim the next due message for delivery: the oldest in incoming/, else the
- * oldest in deferred/ whose next attempt is <= now (Unix seconds). It is
- * moved to active/ and loaded.
+ * Open the entry's body for reading: *fd is a new descriptor (the caller
+ * closes it) and the body is the *length octets at *offset in it (offset 0
+ * and the whole file for a message file; a range of a segment for a
+ * message in the journal). Read with pread(), or pass all three to
+ * mxgw_lmtp_conn_deliver_range().
+ * Errors: MXGW_E_INVAL, MXGW_E_NOTFOUND (the message is gone), MXGW_E_IO.
+ */
+MXGW_EXTERN int mxgw_queue_entry_body(const mxgw_queue_entry *e, int *fd,
+                                      int64_t *offset, int64_t *length);
+
+/**
+ * Claim the next due message for delivery: the oldest in the journal (see
+ * MXGW_QOPT_JOURNAL), else the oldest in incoming/, else the oldest in
+ * deferred/ whose next attempt is <= now (Unix seconds). It is moved to
+ * active/ (a journal message is marked active in memory) and loaded.
  * @return MXGW_OK with *out set, or MXGW_E_NOTFOUND when nothing is due.
  * Errors: MXGW_E_INVAL, MXGW_E_STATE, MXGW_E_IO, MXGW_E_NOMEM.
  */

@@ -143,6 +143,14 @@ typedef enum mxgw_server_opt {
   MXGW_SRV_OPT_QUEUE_SYNC = 1030,
   /** Queue commit workers (MXGW_QOPT_ASYNC_WORKERS), >= 1. [4] */
   MXGW_SRV_OPT_QUEUE_WORKERS = 1031,
+  /** The queue's incoming journal (MXGW_QOPT_JOURNAL): messages up to
+   *  MXGW_SRV_OPT_QUEUE_JOURNAL_MAX_BODY octets are committed by appending
+   *  them to a journal segment (one write and one fdatasync per group
+   *  commit) instead of creating files; 0 = two files per message. [1] */
+  MXGW_SRV_OPT_QUEUE_JOURNAL = 1033,
+  /** Largest body committed to the journal, octets (buffered in memory
+   *  while it is received). [1048576] */
+  MXGW_SRV_OPT_QUEUE_JOURNAL_MAX_BODY = 1034,
   /** Run the delivery thread (1), or only queue (0: another process, e.g.
    *  a second mxgwd or `mxgw-queue`, delivers). [1] */
   MXGW_SRV_OPT_DELIVER = 1032,
