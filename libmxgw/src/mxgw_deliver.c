@@ -68,7 +68,17 @@ struct mxgw_deliver {
   atomic_bool running;
   atomic_bool stop;
   int wake_fd;
+  /* mxgw_deliver_run(): its workers wait for the next pass here */
+  pthread_mutex_t run_mu;
+  pthread_cond_t run_cv;
+  uint64_t run_gen;
+  bool run_stop;
 };
+
+/* mxgw_deliver_run() workers keep their LMTP connections between passes
+ * and close them after this long without a message (Postfix caches SMTP
+ * connections for 2 s; an LMTP store nearby is cheap to keep). */
+#define RUN_IDLE_MS 5000
 
 typedef struct worker {
   mxgw_deliver *d;
@@ -123,6 +133,8 @@ int mxgw_deliver_new(mxgw_deliver **out, struct mxgw_queue *q,
     goto fail;
   pthread_mutex_init(&d->log_mu, NULL);
   pthread_mutex_init(&d->be_mu, NULL);
+  pthread_mutex_init(&d->run_mu, NULL);
+  pthread_cond_init(&d->run_cv, NULL);
   *out = d;
   return MXGW_OK;
 fail:
@@ -149,6 +161,8 @@ void mxgw_deliver_free(mxgw_deliver *d) {
     close(d->wake_fd);
   pthread_mutex_destroy(&d->log_mu);
   pthread_mutex_destroy(&d->be_mu);
+  pthread_mutex_destroy(&d->run_mu);
+  pthread_cond_destroy(&d->run_cv);
   mxgw__free(&m, d);
 }
 
@@ -958,8 +972,8 @@ static void deliver_entry(worker *w, mxgw_queue_entry *e) {
   mxgw__free(m, out);
 }
 
-static void *worker_main(void *arg) {
-  worker *w = arg;
+/* One pass: take and deliver until nothing is due. */
+static void drain(worker *w) {
   mxgw_deliver *d = w->d;
   for (;;) {
     mxgw_queue_entry *e = NULL;
@@ -976,12 +990,73 @@ static void *worker_main(void *arg) {
     mxgw_queue_entry_free(e);
     w->tried++;
   }
-  for (size_t b = 0; b < d->nb; b++) {
+}
+
+static bool close_conns(worker *w) {
+  bool any = false;
+  for (size_t b = 0; b < w->d->nb; b++) {
     if (w->conn[b]) {
       mxgw_lmtp_conn_quit(w->conn[b]);
       mxgw_lmtp_conn_free(w->conn[b]);
+      w->conn[b] = NULL;
+      any = true;
     }
   }
+  return any;
+}
+
+static void *worker_main(void *arg) {
+  worker *w = arg;
+  drain(w);
+  close_conns(w);
+  return NULL;
+}
+
+/* A worker of mxgw_deliver_run(): a pass each time the run moves the
+ * generation on (a wake-up or the poll interval), its connections kept
+ * between passes until RUN_IDLE_MS without a message. */
+static void *run_worker_main(void *arg) {
+  worker *w = arg;
+  mxgw_deliver *d = w->d;
+  uint64_t seen = 0;
+  bool open = false;
+  pthread_mutex_lock(&d->run_mu);
+  for (;;) {
+    if (d->run_stop)
+      break;
+    if (d->run_gen == seen) {
+      if (!open) {
+        pthread_cond_wait(&d->run_cv, &d->run_mu);
+        continue;
+      }
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      ts.tv_sec += RUN_IDLE_MS / 1000;
+      ts.tv_nsec += (long)(RUN_IDLE_MS % 1000) * 1000000L;
+      if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+      }
+      if (pthread_cond_timedwait(&d->run_cv, &d->run_mu, &ts) == ETIMEDOUT &&
+          d->run_gen == seen && !d->run_stop) {
+        pthread_mutex_unlock(&d->run_mu);
+        close_conns(w); /* idle: QUIT */
+        open = false;
+        pthread_mutex_lock(&d->run_mu);
+      }
+      continue;
+    }
+    seen = d->run_gen;
+    pthread_mutex_unlock(&d->run_mu);
+    w->now = (int64_t)time(NULL);
+    drain(w);
+    for (size_t b = 0; b < d->nb; b++)
+      if (w->conn[b])
+        open = true;
+    pthread_mutex_lock(&d->run_mu);
+  }
+  pthread_mutex_unlock(&d->run_mu);
+  close_conns(w);
   return NULL;
 }
 
@@ -1026,21 +1101,53 @@ int mxgw_deliver_run_once(mxgw_deliver *d, int64_t now) {
 int mxgw_deliver_run(mxgw_deliver *d) {
   if (!d)
     return MXGW_E_INVAL;
-  while (!atomic_load(&d->stop)) {
-    int rv = mxgw_deliver_run_once(d, (int64_t)time(NULL));
-    if (rv < 0)
-      return rv;
-    if (atomic_load(&d->stop))
+  if (d->nb == 0)
+    return MXGW_E_STATE;
+  bool expect = false;
+  if (!atomic_compare_exchange_strong(&d->running, &expect, true))
+    return MXGW_E_STATE;
+  size_t n = (size_t)d->concurrency, started = 0;
+  worker *ws = mxgw__calloc(&d->mem, n, sizeof *ws);
+  int rv = ws ? MXGW_OK : MXGW_E_NOMEM;
+  pthread_mutex_lock(&d->run_mu);
+  d->run_stop = false;
+  d->run_gen = 0;
+  pthread_mutex_unlock(&d->run_mu);
+  for (size_t i = 0; ws && i < n; i++) {
+    ws[i].d = d;
+    if (pthread_create(&ws[i].tid, NULL, run_worker_main, &ws[i]) != 0) {
+      if (started == 0)
+        rv = MXGW_E_IO;
       break;
+    }
+    started++;
+  }
+  /* each wake-up or poll interval is a pass: backends marked down in the
+   * last one are tried again, deferred messages that came due are taken */
+  while (rv == MXGW_OK && !atomic_load(&d->stop)) {
+    for (size_t b = 0; b < d->nb; b++)
+      atomic_store(&d->be[b].down_until_ms, 0);
+    pthread_mutex_lock(&d->run_mu);
+    d->run_gen++;
+    pthread_cond_broadcast(&d->run_cv);
+    pthread_mutex_unlock(&d->run_mu);
     struct pollfd p = {d->wake_fd, POLLIN, 0};
     if (poll(&p, 1, (int)d->poll_ms) > 0) {
       uint64_t v;
       if (read(d->wake_fd, &v, sizeof v) < 0 && errno != EAGAIN)
-        return MXGW_E_IO;
+        rv = MXGW_E_IO;
     }
   }
+  pthread_mutex_lock(&d->run_mu);
+  d->run_stop = true;
+  pthread_cond_broadcast(&d->run_cv);
+  pthread_mutex_unlock(&d->run_mu);
+  for (size_t i = 0; i < started; i++)
+    pthread_join(ws[i].tid, NULL);
+  mxgw__free(&d->mem, ws);
+  atomic_store(&d->running, false);
   atomic_store(&d->stop, false);
-  return MXGW_OK;
+  return rv;
 }
 
 static int wake(mxgw_deliver *d) {

@@ -803,21 +803,26 @@ static void commit_batch(mxgw_queue *q, mxgw_queue_msg *batch) {
 
 /* Join the group commit: wait until our message is in a committed batch,
  * committing batches ourselves whenever no one else is. */
-static int group_commit(mxgw_queue_msg *m) {
-  mxgw_queue *q = m->q;
+/* Join the group commit with v[0..n-1] (file stage done): wait until all
+ * of them are in committed batches, committing batches ourselves whenever
+ * no one else is. Batches are taken from the front of the ready list, so
+ * once the last of ours is done, all of ours are. */
+static void group_commit_list(mxgw_queue *q, mxgw_queue_msg **v, size_t n) {
   pthread_mutex_lock(&q->lock);
-  m->next = NULL;
-  *q->ready_tail = m;
-  q->ready_tail = &m->next;
-  while (!m->done) {
+  for (size_t i = 0; i < n; i++) {
+    v[i]->next = NULL;
+    *q->ready_tail = v[i];
+    q->ready_tail = &v[i]->next;
+  }
+  while (!v[n - 1]->done) {
     if (!q->leader && q->ready) {
       q->leader = 1;
       /* take up to max_batch messages */
       mxgw_queue_msg *batch = q->ready, *last = batch;
-      int64_t n = 1;
-      while (last->next && n < q->max_batch) {
+      int64_t k = 1;
+      while (last->next && k < q->max_batch) {
         last = last->next;
-        n++;
+        k++;
       }
       q->ready = last->next;
       if (!q->ready)
@@ -835,9 +840,15 @@ static int group_commit(mxgw_queue_msg *m) {
     }
   }
   pthread_mutex_unlock(&q->lock);
-  int rc = m->status;
-  atomic_fetch_add(rc == MXGW_OK ? &q->st_commits : &q->st_commit_errors, 1);
-  return rc;
+  for (size_t i = 0; i < n; i++)
+    atomic_fetch_add(v[i]->status == MXGW_OK ? &q->st_commits
+                                             : &q->st_commit_errors,
+                     1);
+}
+
+static int group_commit(mxgw_queue_msg *m) {
+  group_commit_list(m->q, &m, 1);
+  return m->status;
 }
 
 static int commit_one(mxgw_queue_msg *m) {
@@ -898,12 +909,45 @@ static void *worker_main(void *arg) {
       return NULL;
     }
     q->pending = m->next;
+    /* journal messages: every one waiting now goes in with this one, so a
+     * batch is not limited to the number of workers */
+    mxgw_queue_msg *v[256];
+    size_t n = 0;
+    v[n++] = m;
+    while (m->jmode && n < sizeof v / sizeof *v && q->pending &&
+           q->pending->jmode) {
+      v[n++] = q->pending;
+      q->pending = q->pending->next;
+    }
     if (!q->pending)
       q->pending_tail = &q->pending;
     pthread_mutex_unlock(&q->lock);
-    int rc = commit_one(m);
-    push_done(q, m, rc);
-    msg_destroy(m);
+    if (n == 1) {
+      int rc = commit_one(m);
+      push_done(q, m, rc);
+      msg_destroy(m);
+      continue;
+    }
+    size_t ok = 0;
+    for (size_t i = 0; i < n; i++) {
+      int rc = file_stage(v[i]);
+      if (rc != MXGW_OK) {
+        discard(v[i]);
+        atomic_fetch_add(&q->st_commit_errors, 1);
+        push_done(q, v[i], rc);
+        msg_destroy(v[i]);
+        continue;
+      }
+      v[i]->status = MXGW_OK;
+      v[i]->done = 0;
+      v[ok++] = v[i];
+    }
+    if (ok)
+      group_commit_list(q, v, ok);
+    for (size_t i = 0; i < ok; i++) {
+      push_done(q, v[i], v[i]->status);
+      msg_destroy(v[i]);
+    }
   }
 }
 

@@ -184,9 +184,17 @@ MXGW_EXTERN int mxgw_deliver_set_log(mxgw_deliver *d, mxgw_deliver_log_fn *fn,
 MXGW_EXTERN int mxgw_deliver_run_once(mxgw_deliver *d, int64_t now);
 
 /**
- * Loop: run_once(time now), then sleep until mxgw_deliver_wakeup(), the
- * poll interval (MXGW_DELIVER_OPT_POLL_MS), or mxgw_deliver_stop().
- * @return MXGW_OK after stop, or the first error of run_once.
+ * Loop until mxgw_deliver_stop(): CONCURRENCY worker threads that live as
+ * long as the run; each mxgw_deliver_wakeup() and each poll interval
+ * (MXGW_DELIVER_OPT_POLL_MS) starts a pass in which they take and deliver
+ * every message due. Unlike run_once, a worker keeps its LMTP connections
+ * between passes (reused up to MXGW_DELIVER_OPT_MAX_MESSAGES messages, a
+ * connection the backend closed meanwhile is replaced) and QUITs them after
+ * 5 s without a message, so a trickle of messages does not pay a connection
+ * and LHLO each.
+ * @return MXGW_OK after stop. Errors: MXGW_E_STATE (no backend, or a run is
+ * in progress), MXGW_E_NOMEM, MXGW_E_IO (threads could not be started, or
+ * the wake-up eventfd failed).
  * Context: blocks; run it on a thread of its own.
  */
 MXGW_EXTERN int mxgw_deliver_run(mxgw_deliver *d);
