@@ -299,7 +299,15 @@ int main(int argc, char **argv) {
   } else {
     const char *id = strcmp(arg, "ALL") ? arg : NULL;
     r = mxgw_queue_manage(q, op, id, state);
-    if (r < 0) {
+    if (r == MXGW_E_BUSY) {
+      fprintf(stderr,
+              "mxgw-queue: %s: being delivered (active, or in the journal: "
+              "on its first attempt, or waiting for the gateway to start "
+              "and recover it); if the attempt fails it is in deferred a "
+              "moment later\n",
+              arg);
+      rc = 1;
+    } else if (r < 0) {
       fprintf(stderr, "mxgw-queue: %s: %s\n", arg, mxgw_strerror(r));
       rc = 1;
     } else {
