@@ -96,6 +96,13 @@ struct mxgw_queue {
    * reads the directory about once instead of N times */
   char **take_ids;
   size_t take_n, take_pos;
+  /* take(): the earliest next attempt in deferred/ as of the last scan
+   * (dnext_at: when; 0 = unknown), so that take() does not read every
+   * deferred message's metadata while none is due; and a turn counter
+   * that lets incoming/ and deferred/ go first now and then, so neither
+   * starves behind a journal that is never empty under load */
+  int64_t dnext, dnext_at;
+  unsigned take_turn;
   /* the journal (mxgw_queue_journal.c): options, segments oldest first
    * (the last is the current one), the index of its messages (incoming,
    * then active, each in commit order); all under jlock */
@@ -138,6 +145,7 @@ int mxgw__queue_load_at(mxgw_queue *q, int state, const char *id,
                         mxgw_queue_entry **out);
 int mxgw__queue_move(mxgw_queue *q, const char *id, int from, int to,
                      int sync);
+void mxgw__queue_deferred_at(mxgw_queue *q, int64_t at);
 
 /* mxgw_queue_journal.c */
 int mxgw__journal_open(mxgw_queue *q);

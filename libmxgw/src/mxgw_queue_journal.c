@@ -593,6 +593,13 @@ int mxgw__journal_finish(mxgw_queue *q, mxgw_queue_entry *e, int to) {
     snprintf(path, plen, "%s/%s/%s", q->dir, mxgw_queue_state_name(to),
              e->id);
     atomic_fetch_add(&q->st_jspills, 1);
+    if (to == MXGW_QSTATE_DEFERRED) {
+      int64_t na = 0;
+      mxgw_queue_entry_get_int(e, MXGW_QKEY_NEXT_ATTEMPT, &na);
+      mxgw__queue_admin_lock(q);
+      mxgw__queue_deferred_at(q, na);
+      mxgw__queue_admin_unlock(q);
+    }
   }
   pthread_mutex_lock(&q->jlock);
   int removed = leave(q, e, to ? JT_MOVED : JT_DONE);
@@ -881,7 +888,9 @@ int mxgw__journal_open(mxgw_queue *q) {
     return mxgw__queue_errno(errno);
   q->jdirfd = openat(q->rootfd, "journal", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (q->jdirfd < 0) {
-    if (errno == ENOENT && !q->owner) /* an older spool: nothing to list */
+    /* a spool made before the journal existed: nothing to list or recover
+     * (an owner that wants the journal needs MXGW_QOPT_CREATE for it) */
+    if (errno == ENOENT && (!q->owner || !q->journal))
       return MXGW_OK;
     return mxgw__queue_errno(errno);
   }

@@ -490,30 +490,49 @@ static int remove_msg(mxgw_queue *q, int state, const char *id) {
   return rc == MXGW_OK ? mxgw__queue_dirsync(q, q->statefd[state]) : rc;
 }
 
-/* Oldest message due in `state` (next_attempt <= now), as an ID. */
-static int pick_due(mxgw_queue *q, int state, int64_t now, char *out) {
+/* A deferred message's next attempt is at `at` (admin lock held). */
+void mxgw__queue_deferred_at(mxgw_queue *q, int64_t at) {
+  if (q->dnext_at && at < q->dnext)
+    q->dnext = at;
+}
+
+/* Oldest message due in deferred/ (next_attempt <= now), as an ID (admin
+ * lock held). Reading every deferred message's metadata is skipped while
+ * the earliest next attempt seen by the last scan (kept up to date by
+ * finish) is in the future; the scan is redone at least once a minute in
+ * case another process changed deferred/. */
+static int pick_due(mxgw_queue *q, int64_t now, char *out) {
+  int state = MXGW_QSTATE_DEFERRED;
+  if (q->dnext_at && now < q->dnext && now - q->dnext_at < 60)
+    return MXGW_E_NOTFOUND;
   char **ids;
   size_t n;
   int rc = mxgw__queue_list_ids(q, state, &ids, &n);
   if (rc != MXGW_OK)
     return rc;
   rc = MXGW_E_NOTFOUND;
+  int64_t earliest = INT64_MAX;
   for (size_t i = 0; i < n; i++) {
-    if (state == MXGW_QSTATE_DEFERRED) {
-      mxgw_queue_entry *e = NULL;
-      if (mxgw__queue_load_at(q, state, ids[i], &e) != MXGW_OK)
-        continue;
-      int64_t na = 0;
-      mxgw_queue_entry_get_int(e, MXGW_QKEY_NEXT_ATTEMPT, &na);
-      mxgw_queue_entry_free(e);
-      if (na > now)
-        continue;
+    mxgw_queue_entry *e = NULL;
+    if (mxgw__queue_load_at(q, state, ids[i], &e) != MXGW_OK)
+      continue;
+    int64_t na = 0;
+    mxgw_queue_entry_get_int(e, MXGW_QKEY_NEXT_ATTEMPT, &na);
+    mxgw_queue_entry_free(e);
+    if (na > now) {
+      if (na < earliest)
+        earliest = na;
+      continue;
     }
     snprintf(out, MXGW_QID_MAX, "%s", ids[i]);
     rc = MXGW_OK;
     break;
   }
   mxgw__queue_free_ids(ids, n);
+  /* nothing due: remember when something will be; something due: more
+   * may be, scan again next time */
+  q->dnext_at = rc == MXGW_E_NOTFOUND ? (now > 0 ? now : 1) : 0;
+  q->dnext = earliest;
   return rc;
 }
 
@@ -529,9 +548,11 @@ int mxgw_queue_take(mxgw_queue *q, int64_t now, mxgw_queue_entry **out) {
   /* incoming/ first, oldest first, from the cursor; an entry that is gone
    * (moved by an operator or another process) is skipped */
   /* the journal first: its messages are the newest, but they are in
-   * memory and in the page cache, and each one taken saves two files */
+   * memory and in the page cache, and each one taken saves two files;
+   * every 8th take looks at incoming/ and deferred/ first */
   rc = MXGW_E_NOTFOUND;
-  if (q->journal && q->owner) {
+  int files_first = (q->take_turn++ & 7) == 0;
+  if (q->journal && q->owner && !files_first) {
     rc = mxgw__journal_take(q, out);
     if (rc != MXGW_E_NOTFOUND) {
       mxgw__queue_admin_unlock(q);
@@ -560,13 +581,15 @@ int mxgw_queue_take(mxgw_queue *q, int64_t now, mxgw_queue_entry **out) {
     rc = mxgw__queue_move(q, id, MXGW_QSTATE_INCOMING, MXGW_QSTATE_ACTIVE, 0);
   }
   if (rc == MXGW_E_NOTFOUND) {
-    rc = pick_due(q, MXGW_QSTATE_DEFERRED, now, id);
+    rc = pick_due(q, now, id);
     if (rc == MXGW_OK)
       rc = mxgw__queue_move(q, id, MXGW_QSTATE_DEFERRED, MXGW_QSTATE_ACTIVE,
                             0);
   }
   if (rc == MXGW_OK)
     rc = mxgw__queue_load_at(q, MXGW_QSTATE_ACTIVE, id, out);
+  else if (rc == MXGW_E_NOTFOUND && q->journal && q->owner && files_first)
+    rc = mxgw__journal_take(q, out);
   mxgw__queue_admin_unlock(q);
   return rc;
 }
@@ -619,6 +642,8 @@ int mxgw_queue_finish(mxgw_queue *q, mxgw_queue_entry *e,
     rc = save_meta(q, MXGW_QSTATE_ACTIVE, e->id, e->meta);
     if (rc == MXGW_OK)
       rc = mxgw__queue_move(q, e->id, MXGW_QSTATE_ACTIVE, to, 1);
+    if (rc == MXGW_OK && to == MXGW_QSTATE_DEFERRED)
+      mxgw__queue_deferred_at(q, next_attempt);
   }
   mxgw__queue_admin_unlock(q);
   if (rc != MXGW_OK)
@@ -793,6 +818,7 @@ int mxgw_queue_manage(mxgw_queue *q, int op, const char *id, int state) {
   int rc, count = 0;
   mxgw__queue_admin_lock(q);
   mxgw__queue_take_reset(q); /* released/requeued messages: list again */
+  q->dnext_at = 0;
   if (id) {
     int s = find_state(q, id);
     mxgw_queue_entry *je = NULL;
