@@ -4,7 +4,7 @@
  * the delivery scheduler (mxgw_deliver) plus the LMTP client, against a
  * running LMTP backend (smtp-sink -L, Dovecot). It commits N messages of
  * SIZE octets (blocking commits from --committers threads, fsynced unless
- * --nosync), then delivers them with one mxgw_deliver_run_once() at
+ * --nosync; into the queue's journal with --journal), then delivers them with one mxgw_deliver_run_once() at
  * --concurrency connections, with the log hook formatting every line (and
  * writing it to /dev/null). It prints one line per phase:
  *   phase=commit msgs=N secs=S msg_per_s=R cpu_ms_per_msg=C
@@ -71,7 +71,7 @@ static void *commit_main(void *arg) {
 
 int main(int argc, char **argv) {
   const char *spool = NULL, *backend = NULL, *rcpt = "alice@example.test";
-  int n = 2000, conc = 4, committers = 8, nosync = 0;
+  int n = 2000, conc = 4, committers = 8, nosync = 0, journal = 0;
   size_t size = 1024;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -84,10 +84,11 @@ int main(int argc, char **argv) {
     else if (OPT("--concurrency")) conc = atoi(v);
     else if (OPT("--committers")) committers = atoi(v);
     else if (strcmp(a, "--nosync") == 0) nosync = 1;
+    else if (strcmp(a, "--journal") == 0) journal = 1;
     else {
       fprintf(stderr, "usage: bench_deliver --spool DIR --backend T "
                       "[--messages N] [--size B] [--concurrency C] "
-                      "[--committers K] [--rcpt A] [--nosync]\n");
+                      "[--committers K] [--rcpt A] [--nosync] [--journal]\n");
       return 2;
     }
 #undef OPT
@@ -107,6 +108,7 @@ int main(int argc, char **argv) {
   mxgw_queue *q;
   if (mxgw_queue_new(&q, spool, NULL) ||
       (nosync && mxgw_queue_set_int(q, MXGW_QOPT_SYNC, 0)) ||
+      (journal && mxgw_queue_set_int(q, MXGW_QOPT_JOURNAL, 1)) ||
       mxgw_queue_open(q)) {
     fprintf(stderr, "cannot open the spool %s\n", spool);
     return 1;
@@ -129,9 +131,9 @@ int main(int argc, char **argv) {
   }
   double w1 = wall(), c1 = cpu();
   printf("phase=commit msgs=%d size=%zu secs=%.3f msg_per_s=%.0f "
-         "cpu_ms_per_msg=%.3f sync=%d failed=%d\n",
+         "cpu_ms_per_msg=%.3f sync=%d journal=%d failed=%d\n",
          n, len, w1 - w0, n / (w1 - w0), (c1 - c0) * 1000 / n, !nosync,
-         failed);
+         journal, failed);
   /* delivery phase */
   mxgw_deliver *d;
   FILE *devnull = fopen("/dev/null", "w");

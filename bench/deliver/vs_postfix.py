@@ -26,7 +26,9 @@ release until the sink has all N (qmgr + lmtp + ..., no smtpd).
 Runs interleave (postfix, mxgw, postfix, mxgw, ...), R repeats, medians;
 the mxgw medians are over both series (2R runs).
 Usage: vs_postfix.py BUILD_DIR [--messages N] [--runs R] [--size B]
-       [--concurrency C] [--shared DIR]
+       [--concurrency C] [--shared DIR] [--journal]
+--journal: bench_deliver commits into the queue's journal (MXGW_QOPT_JOURNAL,
+what mxgwd uses by default) instead of two files per message.
 Every process started here is stopped by PID; the Postfix instance with the
 peer's stop.sh (by the PIDs in its pid files)."""
 import os
@@ -54,6 +56,7 @@ n = int(opt("--messages", "5000"))
 runs = int(opt("--runs", "3"))
 size = int(opt("--size", "1024"))
 conc = opt("--concurrency", "4")
+journal = ["--journal"] if "--journal" in args else []
 shared = opt("--shared", os.path.join(
     subprocess.run(["git", "-C", HERE, "rev-parse", "--show-toplevel"],
                    capture_output=True, text=True).stdout.strip(),
@@ -217,7 +220,8 @@ def run_mxgw(rep):
     try:
         p = subprocess.run([bench, "--spool", f"{d}/spool", "--backend", SINK,
                             "--messages", str(n), "--size", str(size),
-                            "--concurrency", conc], capture_output=True,
+                            "--concurrency", conc] + journal,
+                           capture_output=True,
                            text=True, timeout=600)
         got = sink.delivered()
     finally:
@@ -255,7 +259,7 @@ def med(rs, k):
 
 
 pf_rate, mx_rate = med(pf, "msg_per_s"), med(mx, "deliver_msg_per_s")
-print(f"SUMMARY n={n} size={size} runs={runs} (medians) "
+print(f"SUMMARY n={n} size={size} runs={runs} journal={int(bool(journal))} (medians) "
       f"postfix_deliver_msg_per_s={pf_rate:.0f} "
       f"postfix_cpu_ms_per_msg={med(pf, 'cpu_ms_per_msg'):.3f} "
       f"mxgw_deliver_msg_per_s={mx_rate:.0f} "

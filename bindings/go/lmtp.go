@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"runtime"
 	"sync"
 
@@ -179,33 +180,8 @@ func (c *LMTPClient) Deliver(ctx context.Context, m *LMTPMessage, body io.Reader
 	k := c.p
 	cl := capi.Mxgw_lmtp_conn_client(k)
 	msg := func() string { return capi.Mxgw_lmtp_errmsg(cl) }
-	if err := check(capi.Mxgw_lmtp_msg_new(cl, m.From), op, msg); err != nil {
+	if err := prepareLMTP(cl, m, op); err != nil {
 		return nil, err
-	}
-	if m.Size > 0 {
-		capi.Mxgw_lmtp_msg_set_int(cl, 1, m.Size)
-	}
-	if m.EightBit {
-		capi.Mxgw_lmtp_msg_set_int(cl, 2, 1)
-	}
-	if m.SMTPUTF8 {
-		capi.Mxgw_lmtp_msg_set_int(cl, 3, 1)
-	}
-	if m.XClientPort > 0 {
-		capi.Mxgw_lmtp_msg_set_int(cl, 5, int64(m.XClientPort))
-	}
-	for key, v := range map[int]string{100: m.EnvID, 101: m.XClientAddr, 102: m.XClientHelo,
-		103: m.XClientName, 104: m.XClientProto, 105: m.XClientLogin} {
-		if v != "" {
-			if err := check(capi.Mxgw_lmtp_msg_set_str(cl, key, v), op, msg); err != nil {
-				return nil, err
-			}
-		}
-	}
-	for _, r := range m.Rcpts {
-		if rc := capi.Mxgw_lmtp_msg_add_rcpt(cl, r.Addr, r.Notify, r.ORcpt); rc < 0 {
-			return nil, check(rc, op, msg)
-		}
 	}
 	// connect if needed (a closed connection is replaced), then submit
 	if err := check(capi.Mxgw_lmtp_conn_open(k, nowMS()), op, msg); err != nil {
@@ -308,6 +284,53 @@ func (c *LMTPClient) Deliver(ctx context.Context, m *LMTPMessage, body io.Reader
 			return nil, err
 		}
 	}
+	res := lmtpResults(cl)
+	if ctxErr != nil {
+		return res, ctxErr
+	}
+	if ioErr != nil {
+		return res, &Error{Code: CodeIO, Op: op, Msg: "cannot read the message: " + ioErr.Error()}
+	}
+	return res, nil
+}
+
+// prepareLMTP builds message m on client cl (msg_new, options, recipients;
+// not submitted).
+func prepareLMTP(cl uintptr, m *LMTPMessage, op string) error {
+	msg := func() string { return capi.Mxgw_lmtp_errmsg(cl) }
+	if err := check(capi.Mxgw_lmtp_msg_new(cl, m.From), op, msg); err != nil {
+		return err
+	}
+	if m.Size > 0 {
+		capi.Mxgw_lmtp_msg_set_int(cl, 1, m.Size)
+	}
+	if m.EightBit {
+		capi.Mxgw_lmtp_msg_set_int(cl, 2, 1)
+	}
+	if m.SMTPUTF8 {
+		capi.Mxgw_lmtp_msg_set_int(cl, 3, 1)
+	}
+	if m.XClientPort > 0 {
+		capi.Mxgw_lmtp_msg_set_int(cl, 5, int64(m.XClientPort))
+	}
+	for key, v := range map[int]string{100: m.EnvID, 101: m.XClientAddr, 102: m.XClientHelo,
+		103: m.XClientName, 104: m.XClientProto, 105: m.XClientLogin} {
+		if v != "" {
+			if err := check(capi.Mxgw_lmtp_msg_set_str(cl, key, v), op, msg); err != nil {
+				return err
+			}
+		}
+	}
+	for _, r := range m.Rcpts {
+		if rc := capi.Mxgw_lmtp_msg_add_rcpt(cl, r.Addr, r.Notify, r.ORcpt); rc < 0 {
+			return check(rc, op, msg)
+		}
+	}
+	return nil
+}
+
+// lmtpResults reads every recipient's result of cl's current message.
+func lmtpResults(cl uintptr) []LMTPResult {
 	var nr int64
 	capi.Mxgw_lmtp_get_int(cl, 155, &nr)
 	res := make([]LMTPResult, 0, nr)
@@ -325,13 +348,46 @@ func (c *LMTPClient) Deliver(ctx context.Context, m *LMTPMessage, body io.Reader
 		res = append(res, LMTPResult{Addr: str(1), Enh: str(2), Text: str(3), Code: num(50),
 			Stage: LMTPStage(num(51)), Local: num(52) == 1})
 	}
-	if ctxErr != nil {
-		return res, ctxErr
+	return res
+}
+
+// DeliverRange sends a message whose body is the length octets at offset
+// in f, with the library's own blocking loop (mxgw_lmtp_conn_deliver_range:
+// the body is read with pread, f's position is not used; no context). A
+// file that ends before offset+length fails the call with ErrIO and
+// nothing is claimed delivered (the connection is dropped; the next
+// delivery reconnects). f stays open.
+func (c *LMTPClient) DeliverRange(m *LMTPMessage, f *os.File, offset, length int64) ([]LMTPResult, error) {
+	const op = "LMTPClient.DeliverRange"
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.p == 0 {
+		return nil, errClosedHandle(op)
 	}
-	if ioErr != nil {
-		return res, &Error{Code: CodeIO, Op: op, Msg: "cannot read the message: " + ioErr.Error()}
+	k := c.p
+	if err := prepareLMTP(capi.Mxgw_lmtp_conn_client(k), m, op); err != nil {
+		return nil, err
 	}
-	return res, nil
+	rc := capi.Mxgw_lmtp_conn_deliver_range(k, int(f.Fd()), offset, length)
+	runtime.KeepAlive(f)                // the descriptor stays open during the call
+	cl := capi.Mxgw_lmtp_conn_client(k) // a fresh one if the connection closed
+	if rc < 0 {
+		// Nothing the driver left behind may wedge the connection (a
+		// message in progress would make the next msg_new fail): drop it,
+		// the next delivery reconnects. The detail is read first.
+		why := capi.Mxgw_lmtp_errmsg(cl)
+		capi.Mxgw_lmtp_abort(cl, "4.3.0", "delivery failed", nowMS())
+		capi.Mxgw_lmtp_conn_quit(k)
+		return nil, check(rc, op, func() string { return why })
+	}
+	return lmtpResults(cl), nil
+}
+
+// DeliverBody sends a message whose body is b (QueueEntry.OpenBody: the
+// body where it lies, a range of a journal segment included) with
+// DeliverRange. b stays open.
+func (c *LMTPClient) DeliverBody(m *LMTPMessage, b *QueueBody) ([]LMTPResult, error) {
+	return c.DeliverRange(m, b.File(), b.Offset(), b.Size())
 }
 
 // LMTPInfo describes the backend as last seen.

@@ -3,6 +3,8 @@
 package mxgw
 
 import (
+	"io"
+	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -48,6 +50,15 @@ const (
 	QueueOptAsyncWorkers QueueOption = 3
 	QueueOptMaxBatch     QueueOption = 4
 	QueueOptSync         QueueOption = 5
+	// The incoming journal (owner only, off by default): a message whose
+	// body fits QueueOptJournalMaxBody is committed by appending it to a
+	// journal segment instead of two files of its own (one write and one
+	// fdatasync per group commit). Such a message has no body file
+	// (QueueInfo.BodyPath is ""): read it with QueueEntry.OpenBody or Body.
+	QueueOptJournal        QueueOption = 6
+	QueueOptJournalMaxBody QueueOption = 7 // octets, 1 KiB..64 MiB [1 MiB]
+	QueueOptJournalSegment QueueOption = 8 // segment size, octets [32 MiB]
+	QueueOptJournalMaxMsgs QueueOption = 9 // most messages in the journal [100000]
 
 	QueueStatCommits         QueueOption = 100
 	QueueStatCommitErrors    QueueOption = 101
@@ -58,6 +69,13 @@ const (
 	QueueStatQuarantined     QueueOption = 106
 	QueueStatOrphansRemoved  QueueOption = 107
 	QueueStatRecovered       QueueOption = 108
+
+	QueueStatJournalCommits   QueueOption = 109 // commits into the journal
+	QueueStatJournalSpills    QueueOption = 110 // journal messages written out as files
+	QueueStatJournalMessages  QueueOption = 111 // messages in the journal now
+	QueueStatJournalSegments  QueueOption = 112 // journal segment files now
+	QueueStatJournalRecovered QueueOption = 113 // journal messages moved to incoming at open
+	QueueStatJournalTorn      QueueOption = 114 // segments with an unreadable tail at open
 )
 
 // QueueOp is an operator action for Queue.Manage.
@@ -326,7 +344,8 @@ func (e *QueueEntry) num(key int) int64 {
 type QueueInfo struct {
 	ID, Sender, EnvID, Ret, Body       string
 	ClientAddr, ClientHelo, ClientHost string
-	BodyPath                           string
+	BodyPath                           string // "" for a message in the journal
+	InJournal                          bool   // no body file: use OpenBody or Body
 	SMTPUTF8                           bool
 	Arrival, NextAttempt               time.Time
 	Attempts                           int
@@ -345,7 +364,8 @@ func (e *QueueEntry) Info() QueueInfo {
 	in := QueueInfo{ID: e.str(1), Sender: e.str(2), EnvID: e.str(3), Ret: e.str(4), Body: e.str(5),
 		ClientAddr: e.str(6), ClientHelo: e.str(7), ClientHost: e.str(8), BodyPath: e.str(11),
 		SMTPUTF8: e.num(100) == 1, Arrival: time.Unix(e.num(101), 0), Attempts: int(e.num(102)),
-		NextAttempt: time.Unix(e.num(103), 0), Size: e.num(104), State: QueueState(e.num(105))}
+		NextAttempt: time.Unix(e.num(103), 0), Size: e.num(104), State: QueueState(e.num(105)),
+		InJournal: e.num(107) == 1}
 	n := e.num(106)
 	for i := int64(0); i < n; i++ {
 		rs := func(k int) string {
@@ -374,6 +394,67 @@ func (e *QueueEntry) JSON() ([]byte, error) {
 	var b []byte
 	err := check(capi.Mxgw_queue_entry_json(e.p, &b), "QueueEntry.JSON", nil)
 	return b, err
+}
+
+// InJournal reports whether the message is in the queue's journal (it has
+// no body file of its own).
+func (e *QueueEntry) InJournal() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.p != 0 && e.num(107) == 1
+}
+
+// QueueBody is an open message body: Size() octets at Offset() in File()
+// (the whole body file, or a range of a journal segment). It reads with
+// ReadAt (pread) through the embedded io.SectionReader, so the file's own
+// position is never used: do not read File() directly. Close it.
+type QueueBody struct {
+	*io.SectionReader
+	f   *os.File
+	off int64
+}
+
+// File is the open file the body lies in (owned by the QueueBody).
+func (b *QueueBody) File() *os.File { return b.f }
+
+// Offset is where the body starts in File().
+func (b *QueueBody) Offset() int64 { return b.off }
+
+// Close closes the file.
+func (b *QueueBody) Close() error { return b.f.Close() }
+
+// OpenBody opens the message body wherever it is: its own file or a
+// journal segment. The caller closes the result. ErrNotFound when the
+// message is gone.
+func (e *QueueEntry) OpenBody() (*QueueBody, error) {
+	const op = "QueueEntry.OpenBody"
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.p == 0 {
+		return nil, errClosedHandle(op)
+	}
+	var fd int32
+	var off, n int64
+	if err := check(capi.Mxgw_queue_entry_body(e.p, &fd, &off, &n), op, nil); err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "queue body "+e.str(1))
+	return &QueueBody{SectionReader: io.NewSectionReader(f, off, n), f: f, off: off}, nil
+}
+
+// Body reads the whole message body (as it will be delivered: CRLF,
+// dot-unstuffed).
+func (e *QueueEntry) Body() ([]byte, error) {
+	b, err := e.OpenBody()
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	buf := make([]byte, b.Size())
+	if _, err := io.ReadFull(b, buf); err != nil {
+		return nil, &Error{Code: CodeIO, Op: "QueueEntry.Body", Msg: err.Error()}
+	}
+	return buf, nil
 }
 
 // SetRcpt records a delivery result for recipient idx (in memory; Save or

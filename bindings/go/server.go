@@ -54,6 +54,16 @@ const (
 	SrvStatProxyErrors    ServerOption = 2013
 )
 
+// The queue's incoming journal (QueueOptJournal) in the server's spool.
+const (
+	// 1 (the default): messages up to SrvOptQueueJournalMaxBody octets are
+	// committed by appending them to a journal segment; 0 = two files per
+	// message.
+	SrvOptQueueJournal ServerOption = 1033
+	// Largest body committed to the journal, octets [1048576].
+	SrvOptQueueJournalMaxBody ServerOption = 1034
+)
+
 // ServerAction is the action for an SPF result (SrvOptSPFAction+result).
 type ServerAction int
 

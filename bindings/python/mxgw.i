@@ -35,6 +35,7 @@
 #include <mxgw/mxgw.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 %}
 
 %include <stdint.i>
@@ -51,6 +52,7 @@
 %thread mxgw_tls_check_reload;
 %thread mxgw_lmtp_conn_deliver_fd;
 %thread mxgw_lmtp_conn_deliver_file;
+%thread mxgw_lmtp_conn_deliver_range;
 %thread mxgw_lmtp_conn_quit;
 %thread mxgw_queue_open;
 %thread mxgw_queue_free;
@@ -62,6 +64,7 @@
 %thread mxgw_queue_count;
 %thread mxgw_queue_iter_new;
 %thread mxgw_queue_load;
+%thread mxgw_queue_entry_body;
 %thread mxgw_queue_begin;
 %thread mxgw_queue_write;
 %thread mxgw_py_spf_eval;
@@ -117,6 +120,22 @@
   "$1 = &tmp;"
 %typemap(argout) int *num, int *code, int *depth, int *kind {
   $result = SWIG_Python_AppendOutput($result, PyLong_FromLong(tmp$argnum));
+}
+
+/* ---- a message body: [rc, fd, offset, length]; the fd (-1 on error) is
+ * the caller's to close (mxgw/queue.py wraps it in a QueueBody) --------- */
+%typemap(in, numinputs=0) (int *fd, int64_t *offset, int64_t *length)
+    (int f = -1, int64_t o = 0, int64_t l = 0) "$1 = &f; $2 = &o; $3 = &l;"
+%typemap(argout) (int *fd, int64_t *offset, int64_t *length) {
+  PyObject *o_[3] = {PyLong_FromLong(f$argnum), PyLong_FromLongLong(o$argnum),
+                     PyLong_FromLongLong(l$argnum)};
+  if (!o_[0] || !o_[1] || !o_[2]) {
+    Py_XDECREF(o_[0]); Py_XDECREF(o_[1]); Py_XDECREF(o_[2]);
+    if (f$argnum >= 0) close(f$argnum);
+    SWIG_fail;
+  }
+  for (int i_ = 0; i_ < 3; i_++)
+    $result = SWIG_Python_AppendOutput($result, o_[i_]);
 }
 
 /* ---- out-strings: copied into bytes ---------------------------------------- */

@@ -102,8 +102,10 @@ class AsyncGateway:
     def __init__(self, args, table):
         self.args, self.table = args, table
         self.cfg = mxgw.SessionConfig(hostname=args.hostname)
+        # the journal: a small message is one append to a journal segment
+        # (no body file of its own; deliver_due reads it with open_body())
         self.queue = mxgw.Queue(args.spool, sync=int(not args.no_fsync),
-                                async_workers=0)
+                                async_workers=0, journal=1)
         self.spf = None
         if args.dns_server:
             self.resolver = mxgw.Resolver.ares([args.dns_server])
@@ -194,8 +196,10 @@ class AsyncGateway:
                 return
             with e:
                 rcpts = [r["addr"] for r in e.recipients]
-                with open(e.get_str("body_path"), "rb") as f:
-                    res = self.lmtp.deliver(e.sender, rcpts, f)
+                # the body where it lies: its own file, or a range of a
+                # journal segment (a journal message has no body_path)
+                with e.open_body() as body:
+                    res = self.lmtp.deliver(e.sender, rcpts, body)
                 out = []
                 for i, r in enumerate(res):
                     state = "delivered" if r.ok else "deferred" if r.temporary else "failed"

@@ -8,6 +8,13 @@
 Each recipient gets exactly one result: the backend's reply, or a
 temporary failure made up by the client (local=True) when the connection
 failed. deliver() blocks with the GIL released.
+
+A message taken from the queue is delivered from where its body lies (its
+own file, or a range of a journal segment):
+
+    e = queue.take()
+    with e.open_body() as body:
+        res = conn.deliver(e.sender, [r["addr"] for r in e.recipients], body)
 """
 from __future__ import annotations
 
@@ -15,11 +22,12 @@ import asyncio
 import enum
 import os
 import threading
-from typing import Any, BinaryIO, Iterable, List, NamedTuple, Optional, Union
+from typing import Any, BinaryIO, Iterable, List, NamedTuple, Optional, Tuple, Union
 
 from . import _capi
 from ._base import Handle, check, now_ms, options, text
 from .errors import error_for
+from .queue import QueueBody, QueueEntry
 from .tls import TlsContext
 
 __all__ = ["LmtpConfig", "LmtpConnection", "LmtpClient", "LmtpEvent", "RcptResult"]
@@ -164,17 +172,29 @@ class LmtpConnection(Handle):
             return _info(self._client(), key)
 
     def deliver(self, mail_from: str, recipients: Iterable[Any],
-                body: Union[bytes, bytearray, memoryview, str, os.PathLike, BinaryIO],
+                body: Union[bytes, bytearray, memoryview, str, os.PathLike, BinaryIO,
+                            "QueueBody", "QueueEntry", Tuple[int, int, int]],
                 **msg_opts: Any) -> List[RcptResult]:
         """Deliver one message and return one RcptResult per recipient.
 
         recipients: addresses, or (address, notify_bits, orcpt) tuples.
-        body: the message as bytes, a path (str/PathLike), or a binary file
-        object with a fileno(). msg_opts: size, eightbitmime, smtputf8, ret,
-        xclient_port, envid, xclient_addr, xclient_helo, xclient_name,
-        xclient_proto, xclient_login.
+        body: the message as bytes, a path (str/PathLike), a binary file
+        object with a fileno() (read from its position to EOF), a range
+        (fd, offset, length) of a file (read with pread(); fd is not
+        closed), a QueueBody (QueueEntry.open_body(): the body where it
+        lies, a journal segment included; not closed), or a QueueEntry
+        (its body is opened and closed here). msg_opts: size,
+        eightbitmime, smtputf8, ret, xclient_port, envid, xclient_addr,
+        xclient_helo, xclient_name, xclient_proto, xclient_login.
         Raises StateError/InvalidArgumentError for a bad envelope and
         MxgwIOError when the body cannot be read (nothing is delivered)."""
+        if isinstance(body, QueueEntry):
+            with body.open_body() as b:
+                return self.deliver(mail_from, recipients, b, **msg_opts)
+        if isinstance(body, QueueBody):
+            if body.closed:
+                raise error_for(_capi.MXGW_E_STATE, "QueueBody is closed")
+            body = (body.fd, body.offset, body.length)
         with self._lock:
             c = self._client()
             err = lambda: _capi.mxgw_lmtp_errmsg(c)  # noqa: E731
@@ -194,7 +214,11 @@ class LmtpConnection(Handle):
                     check(_capi.mxgw_lmtp_msg_set_str(c, _MSG_STR[key], v), err)
                 else:
                     raise error_for(_capi.MXGW_E_INVAL, f"unknown message option {k!r}")
-            if isinstance(body, (str, os.PathLike)) and not isinstance(body, str):
+            if isinstance(body, tuple):
+                fd, off, length = body
+                rc = _capi.mxgw_lmtp_conn_deliver_range(self._p(), int(fd), int(off),
+                                                        int(length))
+            elif isinstance(body, (str, os.PathLike)) and not isinstance(body, str):
                 rc = _capi.mxgw_lmtp_conn_deliver_file(self._p(), os.fspath(body))
             elif isinstance(body, str):
                 rc = _capi.mxgw_lmtp_conn_deliver_file(self._p(), body)

@@ -9,11 +9,18 @@
 
 A Queue may be used by several threads at once (it locks internally);
 blocking calls (open, commit, management) release the GIL.
+
+With journal=True (what the server does by default) small messages are
+committed to a journal segment instead of two files of their own: read a
+body with QueueEntry.read_body() / open_body(), never through its
+"body_path" (None for a message in the journal).
 """
 from __future__ import annotations
 
 import functools
+import io
 import json as _json
+import os
 import threading
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar, Union
 
@@ -21,7 +28,7 @@ from . import _capi
 from ._base import Handle, check, options, text
 from .errors import error_for
 
-__all__ = ["Queue", "QueueEntry", "STATES"]
+__all__ = ["Queue", "QueueEntry", "QueueBody", "STATES"]
 
 #: State names -> mxgw_queue_state values.
 STATES: Dict[str, int] = {k: v for k, v in options("MXGW_QSTATE_").items()}
@@ -60,6 +67,64 @@ def _state(s: Union[str, int, None]) -> int:
     return int(s)
 
 
+class QueueBody(io.RawIOBase):
+    """An open message body: the `length` octets at `offset` in the file
+    descriptor `fd` (offset 0 and the whole file for a message with a body
+    file; a range of a journal segment for a message in the journal).
+
+    A read-only, seekable binary stream over that range (read(), readall(),
+    seek(), io.BufferedReader(body) ...), reading with os.pread(): fd's own
+    file position is never used, so fileno() is deliberately unsupported
+    (reading fd from its position would not give the body). It owns fd:
+    close() or the end of a `with` block closes it. Pass it to
+    LmtpConnection.deliver() to deliver the body from where it lies."""
+
+    def __init__(self, fd: int, offset: int, length: int) -> None:
+        super().__init__()
+        self.fd, self.offset, self.length = fd, offset, length
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        self._checkClosed()
+        return self._pos
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        self._checkClosed()
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.length}[whence]
+        if base + pos < 0:
+            raise ValueError(f"negative seek position {base + pos}")
+        self._pos = base + pos
+        return self._pos
+
+    def readinto(self, b: Any) -> int:
+        self._checkClosed()
+        mv = memoryview(b).cast("B")
+        n = max(0, min(len(mv), self.length - self._pos))
+        if n == 0:
+            return 0
+        got = os.preadv(self.fd, [mv[:n]], self.offset + self._pos)
+        if got == 0:  # the file ends before offset + length
+            raise error_for(_capi.MXGW_E_IO,
+                            f"message body ends after {self._pos} of {self.length} octets")
+        self._pos += got
+        return got
+
+    def close(self) -> None:
+        """Close the descriptor. Idempotent."""
+        if not self.closed:
+            fd, self.fd = self.fd, -1
+            try:
+                os.close(fd)
+            finally:
+                super().close()
+
+
 class QueueEntry(Handle):
     """A message's metadata as loaded from the spool (a snapshot).
 
@@ -77,7 +142,8 @@ class QueueEntry(Handle):
     @_in_use
     def get_str(self, key: str) -> Optional[str]:
         """sender, envid, ret, body, client_addr, client_helo, client_host,
-        tls_json, spf_json, body_path, id; None when not set."""
+        tls_json, spf_json, body_path, id; None when not set (body_path is
+        None for a message in the journal: use open_body()/read_body())."""
         rc, b = _capi.mxgw_queue_entry_get_str(self._p(), _QKEY[key])
         if rc == _capi.MXGW_E_NOTFOUND:
             return None
@@ -86,13 +152,35 @@ class QueueEntry(Handle):
 
     @_in_use
     def get_int(self, key: str) -> int:
-        """smtputf8, arrival, attempts, next_attempt, size, state, rcpt_count."""
+        """smtputf8, arrival, attempts, next_attempt, size, state, rcpt_count,
+        in_journal."""
         rc, v = _capi.mxgw_queue_entry_get_int(self._p(), _QKEY[key])
         check(rc)
         return v
 
     id = property(lambda s: s.get_str("id"), doc="The queue ID.")
     sender = property(lambda s: s.get_str("sender"), doc="Reverse path.")
+    in_journal = property(lambda s: bool(s.get_int("in_journal")),
+                          doc="True if the message is in the journal (Queue(journal=True)):"
+                              " it has no body file, get_str('body_path') is None.")
+
+    @_in_use
+    def open_body(self) -> QueueBody:
+        """Open the message body wherever it is (its own file or a journal
+        segment): a QueueBody owning a new descriptor; close it (`with`).
+        NotFoundError when the message is gone."""
+        rc, fd, off, length = _capi.mxgw_queue_entry_body(self._p())
+        check(rc, where=f"message {self.id} body")
+        return QueueBody(fd, off, length)
+
+    def read_body(self) -> bytes:
+        """The whole message body as bytes (as it will be delivered: CRLF,
+        dot-unstuffed)."""
+        with self.open_body() as b:
+            data = b.readall()
+        if len(data) != b.length:  # pragma: no cover - readinto raises first
+            raise error_for(_capi.MXGW_E_IO, "short message body")
+        return data
 
     @property
     def state(self) -> str:
@@ -136,7 +224,14 @@ class Queue(Handle):
 
     Options: create (make the directories), owner (take the lock and run
     recovery; operator tools pass False), async_workers, max_batch, sync
-    (False only for tests). Raises BusyError if another owner holds it.
+    (False only for tests), journal (commit small messages to the incoming
+    journal: one append and one fdatasync per group commit instead of two
+    files each; owner only), journal_max_body (octets, 1 KiB..64 MiB),
+    journal_segment (octets), journal_max_msgs. Raises BusyError if another
+    owner holds it. Counters for stat(): commits, commit_errors,
+    file_syncs, dir_syncs, batches, recovered, recovered_active,
+    quarantined, orphans_removed, journal_commits, journal_spills,
+    journal_messages, journal_segments, journal_recovered, journal_torn.
     """
 
     _free = staticmethod(_capi.mxgw_queue_free)
@@ -230,13 +325,14 @@ class Queue(Handle):
 
     @_in_use
     def submit(self, sender: str, recipients: Iterable[Union[str, tuple]],
-               body: Union[bytes, bytearray, memoryview], **envelope: Any) -> str:
+               body: Union[bytes, bytearray, memoryview], /, **envelope: Any) -> str:
         """Write and commit a message durably (GIL released during the
         fsyncs); returns its queue ID once it is safe to send the 250.
         envelope: envid, ret, body (7BIT/8BITMIME), client_addr,
         client_helo, client_host, tls_json, spf_json (str); smtputf8,
         arrival, next_attempt (int). NoSpaceError maps to 452 4.3.1,
-        other errors to 451 4.3.0."""
+        other errors to 451 4.3.0. sender, recipients and the body octets
+        are positional only, so body="8BITMIME" is the envelope's BODY=."""
         m, qid = self._build(sender, recipients, body, envelope)
         check(_capi.mxgw_queue_commit(m), where=f"queue {self.path}")  # consumes m
         return qid
@@ -244,7 +340,7 @@ class Queue(Handle):
     @_in_use
     def submit_async(self, tag: int, sender: str,
                      recipients: Iterable[Union[str, tuple]],
-                     body: Union[bytes, bytearray, memoryview], **envelope: Any) -> str:
+                     body: Union[bytes, bytearray, memoryview], /, **envelope: Any) -> str:
         """Hand a message to the commit workers (needs async_workers > 0)
         and return its queue ID at once; the outcome arrives with `tag`
         through completed() when eventfd is readable (asyncio:

@@ -131,7 +131,9 @@ class ServerConfig(Handle):
     """The server's configuration. Keyword options by lower-case name:
     session options (hostname, greeting, max_message_size, ...), server
     options (spool_dir, dns_servers, spf, policy_workers, queue_sync,
-    deliver, max_connections, ...), spf_action={"fail": "reject", ...}.
+    queue_journal (1 by default: the queue's incoming journal; 0 = two
+    files per message), queue_journal_max_body, deliver, max_connections,
+    ...), spf_action={"fail": "reject", ...}.
     Frozen once a server uses it."""
 
     _free = staticmethod(_capi.mxgw_server_config_free if AVAILABLE else None)

@@ -471,9 +471,14 @@ MXGW_EXTERN void mxgw_queue_iter_free(mxgw_queue_iter *it);
 /**
  * Operator action on one message (`id`) or on every message of `state`
  * (`id` NULL; `state` 0 means every state the action applies to).
- * Active messages are never touched (MXGW_E_BUSY for a single ID).
+ * Active messages are never touched (MXGW_E_BUSY for a single ID), nor
+ * are messages in the journal (MXGW_QOPT_JOURNAL), incoming ones included:
+ * their first attempt is under way (or the owner recovers them into
+ * incoming/ at its next open); a single ID gives MXGW_E_BUSY, a whole
+ * state skips them. One whose attempt fails is in deferred/ a moment later.
  * @return the number of messages changed, or an error.
- * Errors: MXGW_E_INVAL, MXGW_E_NOTFOUND (no such ID), MXGW_E_BUSY (active),
+ * Errors: MXGW_E_INVAL, MXGW_E_NOTFOUND (no such ID), MXGW_E_BUSY (active,
+ * or in the journal),
  * MXGW_E_STATE (the action does not apply to its state), MXGW_E_IO.
  * Context: any thread or process; safe while a gateway owns the spool.
  */
