@@ -8,9 +8,12 @@
  * delivered, 5xx failed, anything else deferred), fails recipients that
  * are past the queue lifetime, queues a DSN for the recipients that failed
  * in this attempt (before the outcome is saved: a crash in between repeats
- * the attempt and the DSN, it never loses it), and ends the attempt with
- * mxgw_queue_finish() at the backoff time. Postfix-style log lines and
- * JSON events go to the log hook under a mutex.
+ * the attempt and the DSN, it never loses it), a success DSN for those
+ * delivered with NOTIFY=SUCCESS (unless the backend offers DSN itself) and
+ * a delay warning for those deferred past MXGW_DELIVER_OPT_DELAY_WARNING
+ * (once per recipient: marked "delay_dsn" in the metadata), and ends the
+ * attempt with mxgw_queue_finish() at the backoff time. Postfix-style log
+ * lines and JSON events go to the log hook under a mutex.
  *
  * Why threads and the blocking driver rather than the non-blocking one in
  * an event loop: every step around a delivery (take, save, finish, the DSN
@@ -38,6 +41,7 @@
 #include "mxgw/mxgw_lmtp.h"
 #include "mxgw/mxgw_session.h"
 #include "mxgw_deliver_int.h"
+#include "mxgw_lmtp_int.h"
 
 #define MAX_BACKENDS 16
 #define NSTATS 8
@@ -48,6 +52,7 @@ typedef struct backend {
   char *host;   /* for Remote-MTA: "127.0.0.1", "localhost" */
   _Atomic int64_t down_until_ms; /* connection failed: skip until then */
   char why[600];                  /* why (under be_mu) */
+  char why_enh[16];               /* its enhanced code (under be_mu) */
 } backend;
 
 struct mxgw_deliver {
@@ -58,7 +63,7 @@ struct mxgw_deliver {
   size_t nb;
   mxgw_lmtp_config *cfg;
   int64_t concurrency, backoff_initial, backoff_factor, backoff_max, lifetime;
-  int64_t bounce, keep_bounced, bounce_size_limit, poll_ms;
+  int64_t bounce, keep_bounced, bounce_size_limit, poll_ms, delay_warning;
   char *hostname, *bounce_rcpt;
   mxgw_deliver_log_fn *log_fn;
   void *log_user;
@@ -255,6 +260,7 @@ int mxgw_deliver_set_int(mxgw_deliver *d, int key, int64_t v) {
   case MXGW_DELIVER_OPT_BOUNCE_SIZE_LIMIT:
     RANGE(bounce_size_limit, 0, INT64_MAX);
   case MXGW_DELIVER_OPT_POLL_MS: RANGE(poll_ms, 1, 3600000);
+  case MXGW_DELIVER_OPT_DELAY_WARNING: RANGE(delay_warning, 0, INT32_MAX);
 #undef RANGE
   case MXGW_DELIVER_OPT_CONNECT_TIMEOUT_MS:
     return mxgw_lmtp_config_set_int(d->cfg, MXGW_LMTP_OPT_CONNECT_TIMEOUT_MS,
@@ -295,6 +301,7 @@ int mxgw_deliver_get_int(mxgw_deliver *d, int key, int64_t *out) {
     *out = d->bounce_size_limit;
     return 0;
   case MXGW_DELIVER_OPT_POLL_MS: *out = d->poll_ms; return 0;
+  case MXGW_DELIVER_OPT_DELAY_WARNING: *out = d->delay_warning; return 0;
   case MXGW_DELIVER_OPT_CONNECT_TIMEOUT_MS:
     return mxgw_lmtp_config_get_int(d->cfg, MXGW_LMTP_OPT_CONNECT_TIMEOUT_MS,
                                     out);
@@ -518,7 +525,8 @@ static int64_t rcpt_int(const mxgw_queue_entry *e, size_t i, int key) {
 /* Make sure conn is connected and past LHLO. @return true if it is; else
  * `why` says what failed. A reused connection that the backend closed
  * meanwhile is noticed here (readable while idle) and replaced. */
-static bool ensure_open(mxgw_lmtp_conn *conn, char *why, size_t n) {
+static bool ensure_open(mxgw_lmtp_conn *conn, char *why, size_t n,
+                        char *enh, size_t en) {
   int fd = mxgw_lmtp_conn_fd(conn);
   if (fd >= 0) {
     struct pollfd p = {fd, POLLIN, 0};
@@ -578,6 +586,8 @@ failed: {
       *p = ' ';
   while (mxgw_lmtp_next_event(c) > 0)
     ;
+  /* 4.4.1 no connection; 4.7.5 STARTTLS; 4.5.0 greeting or LHLO ... */
+  snprintf(enh, en, "%s", mxgw__lmtp_errenh(c));
   mxgw_lmtp_conn_free(conn);
   return false;
 }
@@ -591,6 +601,25 @@ static bool dsn_wanted(const mxgw_queue_entry *e, size_t i) {
   if (nf & MXGW_NOTIFY_NEVER)
     return false;
   return nf == 0 || (nf & MXGW_NOTIFY_FAILURE);
+}
+
+/* Whether recipient i asked for a success DSN (NOTIFY=SUCCESS only when
+ * given explicitly, RFC 3461 4.1). */
+static bool success_wanted(const mxgw_queue_entry *e, size_t i) {
+  int64_t nf = rcpt_int(e, i, MXGW_QRKEY_NOTIFY);
+  return *estr(e, MXGW_QKEY_SENDER) && !(nf & MXGW_NOTIFY_NEVER) &&
+         (nf & MXGW_NOTIFY_SUCCESS);
+}
+
+/* Whether a delay DSN may be sent for recipient i: NOTIFY with DELAY, or
+ * no NOTIFY (RFC 3461 4.1: then FAILURE,DELAY is at the MTA's discretion;
+ * we warn, as Postfix does), and not warned before. */
+#define DELAY_MARK "delay_dsn"
+static bool delay_wanted(const mxgw_queue_entry *e, size_t i) {
+  int64_t nf = rcpt_int(e, i, MXGW_QRKEY_NOTIFY);
+  return *estr(e, MXGW_QKEY_SENDER) && !(nf & MXGW_NOTIFY_NEVER) &&
+         (nf == 0 || (nf & MXGW_NOTIFY_DELAY)) &&
+         mxgw__queue_entry_rcpt_mark(e, i, DELAY_MARK) == 0;
 }
 
 /* Arrival in ms: the queue ID starts with 13 hex digits of microseconds
@@ -613,11 +642,61 @@ static int64_t arrival_time_ms(const char *id, int64_t arrival) {
 typedef struct outcome {
   size_t idx; /* entry recipient index */
   int code;
+  int state;  /* mxgw_rcpt_state after this attempt */
   bool remote;
   bool failed_now;
+  bool pick;  /* in the report being composed (queue_report) */
   char enh[16];
   char *text;
 } outcome;
+
+/* Queue one DSN of `kind` for the outcomes with .pick set (before the
+ * attempt's outcome is saved) and log it.
+ * @return MXGW_OK, or the error (logged by the caller). */
+static int queue_report(worker *w, const mxgw_queue_entry *e, const char *id,
+                        const outcome *out, size_t no, mxgw__dsn_kind kind,
+                        const char *rhost) {
+  mxgw_deliver *d = w->d;
+  size_t n = 0;
+  for (size_t k = 0; k < no; k++)
+    n += out[k].pick;
+  mxgw__dsn_rcpt *dr = mxgw__calloc(&d->mem, n ? n : 1, sizeof *dr);
+  if (!dr)
+    return MXGW_E_NOMEM;
+  size_t nd = 0;
+  for (size_t k = 0; k < no; k++)
+    if (out[k].pick)
+      dr[nd++] = (mxgw__dsn_rcpt){
+          .addr = rstr(e, out[k].idx, MXGW_QRKEY_ADDR),
+          .orcpt = rstr(e, out[k].idx, MXGW_QRKEY_ORCPT),
+          .enh = out[k].enh,
+          .text = out[k].text ? out[k].text : "",
+          .code = out[k].code,
+          .remote = out[k].remote,
+          .relay = out[k].remote ? rhost : "",
+      };
+  mxgw__dsn_args a = {
+      .hostname = d->hostname,
+      .bounce_rcpt = d->bounce_rcpt,
+      .size_limit = d->bounce_size_limit,
+      .now = w->now,
+      .kind = kind,
+      .retry_until = eint(e, MXGW_QKEY_ARRIVAL) + d->lifetime,
+  };
+  char dsn_id[40] = "";
+  int rv = mxgw__dsn_queue(d->bq, e, dr, nd, &a, dsn_id);
+  mxgw__free(&d->mem, dr);
+  if (rv == MXGW_OK) {
+    stat_add(d, MXGW_DELIVER_STAT_DSNS, 1);
+    /* Postfix's wording for the three kinds */
+    logf_simple(d, 1, id, "dsn", "sender %s notification: %s",
+                kind == MXGW__DSN_FAILED    ? "non-delivery"
+                : kind == MXGW__DSN_DELAYED ? "delay"
+                                            : "delivery status",
+                dsn_id);
+  }
+  return rv;
+}
 
 static bool ascii_only(const char *p, size_t n) {
   for (size_t i = 0; i < n; i++)
@@ -716,26 +795,30 @@ static void deliver_entry(worker *w, mxgw_queue_entry *e) {
   stat_add(d, MXGW_DELIVER_STAT_ATTEMPTS, 1);
 
   /* connect: the first backend that takes a connection */
-  int used = -1;
-  char why[600] = "no backend";
+  int used = -1, why_b = -1;
+  char why[600] = "no backend", why_enh[16] = "";
   int64_t t_conn = real_ms(), t_ready = t_conn, t_done = t_conn;
   for (size_t b = 0; no && b < d->nb; b++) {
     if (atomic_load(&d->be[b].down_until_ms) > real_ms()) {
       pthread_mutex_lock(&d->be_mu);
       snprintf(why, sizeof why, "%s", d->be[b].why);
+      snprintf(why_enh, sizeof why_enh, "%s", d->be[b].why_enh);
       pthread_mutex_unlock(&d->be_mu);
+      why_b = (int)b;
       continue;
     }
     if (!w->conn[b] &&
         mxgw_lmtp_conn_new(&w->conn[b], d->cfg, d->be[b].target, m))
       continue;
     t_conn = real_ms();
-    if (!ensure_open(w->conn[b], why, sizeof why)) {
+    if (!ensure_open(w->conn[b], why, sizeof why, why_enh, sizeof why_enh)) {
       w->conn[b] = NULL; /* freed by ensure_open */
+      why_b = (int)b;
       /* other workers skip it for the rest of this run (the next run, or
        * the next pass of mxgw_deliver_run(), tries it again) */
       pthread_mutex_lock(&d->be_mu);
       snprintf(d->be[b].why, sizeof d->be[b].why, "%s", why);
+      snprintf(d->be[b].why_enh, sizeof d->be[b].why_enh, "%s", why_enh);
       pthread_mutex_unlock(&d->be_mu);
       atomic_store(&d->be[b].down_until_ms, INT64_MAX);
       continue;
@@ -806,14 +889,20 @@ static void deliver_entry(worker *w, mxgw_queue_entry *e) {
   }
 
   /* outcomes */
-  const char *relay = used >= 0 ? d->be[used].relay : "none";
-  const char *rhost = used >= 0 ? d->be[used].host : "";
+  /* no backend took the message: a connection that was made and then
+   * failed (STARTTLS 4.7.5, a refused greeting or LHLO) names its backend
+   * and keeps its enhanced code, as Postfix logs it; no connection at all
+   * is relay=none, 4.4.1 */
+  bool talked = used < 0 && why_b >= 0 && *why_enh && strcmp(why_enh, "4.4.1");
+  int rb = used >= 0 ? used : talked ? why_b : -1;
+  const char *relay = rb >= 0 ? d->be[rb].relay : "none";
+  const char *rhost = rb >= 0 ? d->be[rb].host : "";
   bool expired = w->now >= arrival + d->lifetime;
-  size_t nfail_now = 0;
   for (size_t k = 0; k < no; k++) {
     outcome *o = &out[k];
     int64_t code = 451, local = 1;
-    const char *enh = used >= 0 ? "4.4.2" : "4.4.1", *text = why;
+    const char *enh = used >= 0 ? "4.4.2" : talked ? why_enh : "4.4.1",
+               *text = why;
     size_t el = strlen(enh), tl = strlen(why);
     if (c) {
       mxgw_lmtp_rcpt_get_int(c, k, MXGW_LMTP_R_CODE, &code);
@@ -850,10 +939,9 @@ static void deliver_entry(worker *w, mxgw_queue_entry *e) {
                " (message expired: in the queue for %llds)",
                (long long)(w->now - arrival));
     }
-    if (state == MXGW_RCPT_FAILED) {
+    if (state == MXGW_RCPT_FAILED)
       o->failed_now = true;
-      nfail_now++;
-    }
+    o->state = state;
     stat_add(d,
              state == MXGW_RCPT_DELIVERED ? MXGW_DELIVER_STAT_SENT
              : state == MXGW_RCPT_FAILED  ? MXGW_DELIVER_STAT_BOUNCED
@@ -877,51 +965,84 @@ static void deliver_entry(worker *w, mxgw_queue_entry *e) {
     log_rcpt(d, &rl);
   }
 
-  /* DSN for the recipients that failed in this attempt, queued BEFORE the
-   * outcome is saved: a crash in between repeats both, never loses one */
-  if (nfail_now && d->bounce == MXGW_BOUNCE_DSN &&
-      *estr(e, MXGW_QKEY_SENDER)) {
-    mxgw__dsn_rcpt *dr = mxgw__calloc(m, nfail_now, sizeof *dr);
-    size_t nd = 0;
-    for (size_t k = 0; dr && k < no; k++)
-      if (out[k].failed_now && dsn_wanted(e, out[k].idx))
-        dr[nd++] = (mxgw__dsn_rcpt){
-            .addr = rstr(e, out[k].idx, MXGW_QRKEY_ADDR),
-            .orcpt = rstr(e, out[k].idx, MXGW_QRKEY_ORCPT),
-            .enh = out[k].enh,
-            .text = out[k].text ? out[k].text : "",
-            .code = out[k].code,
-            .remote = out[k].remote,
-            .relay = out[k].remote ? rhost : "",
-        };
-    if (nd) {
-      mxgw__dsn_args a = {d->hostname, d->bounce_rcpt, d->bounce_size_limit,
-                          w->now};
-      char dsn_id[40] = "";
-      int rv = mxgw__dsn_queue(d->bq, e, dr, nd, &a, dsn_id);
-      if (rv == MXGW_OK) {
-        stat_add(d, MXGW_DELIVER_STAT_DSNS, 1);
-        logf_simple(d, 1, id, "dsn", "sender non-delivery notification: %s",
-                    dsn_id);
-      } else {
-        /* the failure cannot be reported now: keep those recipients
-         * deferred so a later attempt fails them and reports again */
-        for (size_t k = 0; k < no; k++)
-          if (out[k].failed_now && dsn_wanted(e, out[k].idx)) {
-            mxgw_queue_entry_set_rcpt(e, out[k].idx, MXGW_RCPT_DEFERRED,
-                                      out[k].code, out[k].enh,
-                                      out[k].text ? out[k].text : "");
-          }
-        stat_add(d, MXGW_DELIVER_STAT_ERRORS, 1);
-        logf_simple(d, 2, id, "error",
-                    "cannot queue the non-delivery notification: %s; the "
-                    "failed recipients stay deferred",
-                    mxgw_strerror(rv));
-      }
-    } else if (!dr) {
+  /* DSNs, queued BEFORE the outcome is saved: a crash in between repeats
+   * the attempt and its DSNs, it never loses one */
+  bool dsn_on = d->bounce == MXGW_BOUNCE_DSN && *estr(e, MXGW_QKEY_SENDER);
+  /* failure: for the recipients that failed in this attempt */
+  size_t npick = 0;
+  for (size_t k = 0; k < no; k++) {
+    out[k].pick = dsn_on && out[k].failed_now && dsn_wanted(e, out[k].idx);
+    npick += out[k].pick;
+  }
+  if (npick) {
+    int rv = queue_report(w, e, id, out, no, MXGW__DSN_FAILED, rhost);
+    if (rv != MXGW_OK) {
+      /* the failure cannot be reported now: keep those recipients
+       * deferred so a later attempt fails them and reports again */
+      for (size_t k = 0; k < no; k++)
+        if (out[k].pick) {
+          out[k].state = MXGW_RCPT_DEFERRED;
+          mxgw_queue_entry_set_rcpt(e, out[k].idx, MXGW_RCPT_DEFERRED,
+                                    out[k].code, out[k].enh,
+                                    out[k].text ? out[k].text : "");
+        }
       stat_add(d, MXGW_DELIVER_STAT_ERRORS, 1);
+      logf_simple(d, 2, id, "error",
+                  "cannot queue the non-delivery notification: %s; the "
+                  "failed recipients stay deferred",
+                  mxgw_strerror(rv));
     }
-    mxgw__free(m, dr);
+  }
+  /* success: delivered now with NOTIFY=SUCCESS, unless the backend offers
+   * DSN (then it got NOTIFY and ORCPT and is responsible, RFC 3461 5.2) */
+  int64_t ext = 0;
+  if (c)
+    mxgw_lmtp_get_int(c, MXGW_LMTP_INFO_EXTENSIONS, &ext);
+  npick = 0;
+  for (size_t k = 0; k < no; k++) {
+    out[k].pick = dsn_on && out[k].state == MXGW_RCPT_DELIVERED &&
+                  success_wanted(e, out[k].idx);
+    npick += out[k].pick;
+  }
+  if (npick && (ext & MXGW_LMTP_EXT_DSN)) {
+    logf_simple(d, 0, id, "dsn",
+                "sender delivery status notification left to %s (it offers "
+                "DSN): %zu recipient(s)",
+                relay, npick);
+  } else if (npick) {
+    int rv = queue_report(w, e, id, out, no, MXGW__DSN_DELIVERED, rhost);
+    if (rv != MXGW_OK) {
+      /* the mail is delivered; the report is lost (logged) */
+      stat_add(d, MXGW_DELIVER_STAT_ERRORS, 1);
+      logf_simple(d, 2, id, "error",
+                  "cannot queue the delivery status notification: %s",
+                  mxgw_strerror(rv));
+    }
+  }
+  /* delay: still deferred at or after arrival + DELAY_WARNING, once per
+   * recipient (the mark is saved with the outcome) */
+  npick = 0;
+  bool warn_time = d->delay_warning > 0 &&
+                   w->now >= arrival + d->delay_warning;
+  for (size_t k = 0; k < no; k++) {
+    out[k].pick = dsn_on && warn_time &&
+                  out[k].state == MXGW_RCPT_DEFERRED &&
+                  delay_wanted(e, out[k].idx);
+    npick += out[k].pick;
+  }
+  if (npick) {
+    int rv = queue_report(w, e, id, out, no, MXGW__DSN_DELAYED, rhost);
+    for (size_t k = 0; rv == MXGW_OK && k < no; k++)
+      if (out[k].pick)
+        rv = mxgw__queue_entry_rcpt_set_mark(e, out[k].idx, DELAY_MARK,
+                                             w->now);
+    if (rv != MXGW_OK) {
+      stat_add(d, MXGW_DELIVER_STAT_ERRORS, 1);
+      logf_simple(d, 2, id, "error",
+                  "cannot queue the delay notification: %s; tried again at "
+                  "the next attempt",
+                  mxgw_strerror(rv));
+    }
   }
 
   /* end the attempt */

@@ -1,14 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * mxgw_deliver_dsn.c: delivery status notifications (RFC 3464) for failed
- * recipients. The report is a multipart/report; report-type=delivery-status
- * (RFC 6522) with a human-readable part, a message/delivery-status part
- * (per-message fields Reporting-MTA, Original-Envelope-Id, Arrival-Date;
- * per recipient Final-Recipient, Original-Recipient from ORCPT, Action:
- * failed, Status, Remote-MTA, Diagnostic-Code, Last-Attempt-Date) and the
- * original message (message/rfc822) or only its header (text/rfc822-headers)
- * when the sender asked for RET=HDRS or the message is larger than the
- * bounce size limit (RFC 3461 4.3). It is committed into a queue like any
+ * mxgw_deliver_dsn.c: delivery status notifications (RFC 3464) for failed,
+ * delayed and (NOTIFY=SUCCESS) delivered recipients. The report is a
+ * multipart/report; report-type=delivery-status (RFC 6522) with a
+ * human-readable part, a message/delivery-status part (per-message fields
+ * Reporting-MTA, Original-Envelope-Id, Arrival-Date; per recipient
+ * Final-Recipient, Original-Recipient from ORCPT, Action: failed, delayed
+ * or delivered, Status, Remote-MTA, Diagnostic-Code, Last-Attempt-Date,
+ * Will-Retry-Until for delayed) and the original message (message/rfc822)
+ * or only its header (text/rfc822-headers). A failure report returns only
+ * the header when the sender asked for RET=HDRS or the message is larger
+ * than the bounce size limit; delay and success reports always return only
+ * the header (RFC 3461 4.3: "If a DSN contains no indications of delivery
+ * failure, only the headers of the message SHOULD be returned"; Postfix
+ * does the same). It is committed into a queue like any
  * accepted message, from the null sender (RFC 5321 4.5.5, so it never
  * causes another notification), to the original sender or to a configured
  * bounce mailbox.
@@ -155,7 +160,10 @@ int mxgw__dsn_queue(struct mxgw_queue *bq, const mxgw_queue_entry *e,
     return MXGW_E_INVAL;
   const char *to = a->bounce_rcpt && *a->bounce_rcpt ? a->bounce_rcpt
                                                      : sender;
-  bool headers_only = strcmp(ret, "HDRS") == 0 || size > a->size_limit;
+  bool failed = a->kind == MXGW__DSN_FAILED;
+  bool delayed = a->kind == MXGW__DSN_DELAYED;
+  bool headers_only =
+      !failed || strcmp(ret, "HDRS") == 0 || size > a->size_limit;
 
   mxgw_queue_msg *msg;
   int rv = mxgw_queue_begin(bq, &msg);
@@ -166,9 +174,13 @@ int mxgw__dsn_queue(struct mxgw_queue *bq, const mxgw_queue_entry *e,
   mxgw_queue_msg_id(msg, &did, &dl);
   snprintf(dsn_id, 32, "%.*s", (int)dl, did);
   out o = {msg, 0};
-  char now[64], arr[64];
+  char now[64], arr[64], until[64];
   mxgw__rfc5322_date(a->now, now, sizeof now);
   mxgw__rfc5322_date(arrival, arr, sizeof arr);
+  mxgw__rfc5322_date(a->retry_until, until, sizeof until);
+  const char *subject = failed    ? "Undelivered Mail Returned to Sender"
+                        : delayed ? "Delayed Mail (still being retried)"
+                                  : "Successful Mail Delivery Report";
   char boundary[200];
   snprintf(boundary, sizeof boundary, "%s/%.150s", did, a->hostname);
 
@@ -176,7 +188,7 @@ int mxgw__dsn_queue(struct mxgw_queue *bq, const mxgw_queue_entry *e,
        "Date: %s\r\n"
        "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n"
        "To: <%s>\r\n"
-       "Subject: Undelivered Mail Returned to Sender\r\n"
+       "Subject: %s\r\n"
        "Message-ID: <%s@%s>\r\n"
        "Auto-Submitted: auto-replied\r\n"
        "MIME-Version: 1.0\r\n"
@@ -185,7 +197,7 @@ int mxgw__dsn_queue(struct mxgw_queue *bq, const mxgw_queue_entry *e,
        "\r\n"
        "This is a MIME-encapsulated message.\r\n"
        "\r\n",
-       now, a->hostname, sender, did, a->hostname, boundary);
+       now, a->hostname, sender, subject, did, a->hostname, boundary);
   /* human-readable part */
   putf(&o,
        "--%s\r\n"
@@ -193,15 +205,35 @@ int mxgw__dsn_queue(struct mxgw_queue *bq, const mxgw_queue_entry *e,
        "Content-Type: text/plain; charset=utf-8\r\n"
        "\r\n"
        "This is the mail system at host %s.\r\n"
-       "\r\n"
-       "I'm sorry to have to inform you that your message could not\r\n"
-       "be delivered to one or more recipients. It's attached below.\r\n"
        "\r\n",
        boundary, a->hostname);
+  if (failed)
+    putf(&o, "I'm sorry to have to inform you that your message could not\r\n"
+             "be delivered to one or more recipients. It's attached below.\r\n"
+             "\r\n");
+  else if (delayed)
+    putf(&o,
+         "####### THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR "
+         "MESSAGE. #######\r\n"
+         "\r\n"
+         "Your message could not be delivered for %lld hours and %lld "
+         "minutes.\r\n"
+         "It will be retried until %s.\r\n"
+         "\r\n",
+         (long long)((a->now - arrival) / 3600),
+         (long long)((a->now - arrival) % 3600 / 60), until);
+  else
+    putf(&o, "Your message was successfully delivered to the destination(s)\r\n"
+             "listed below. The message was delivered to the mailbox; you\r\n"
+             "will receive no further notifications for it.\r\n"
+             "\r\n");
   for (size_t i = 0; i < n; i++) {
     char reply[1100];
     flat(reply, sizeof reply, r[i].code, r[i].enh, r[i].text);
-    if (r[i].remote)
+    if (a->kind == MXGW__DSN_DELIVERED)
+      putf(&o, "<%s>: delivered to the mailbox by %s: %s\r\n\r\n",
+           r[i].addr, *r[i].relay ? r[i].relay : "the store", reply);
+    else if (r[i].remote)
       putf(&o, "<%s>: host %s said: %s\r\n\r\n", r[i].addr, r[i].relay,
            reply);
     else
@@ -222,12 +254,15 @@ int mxgw__dsn_queue(struct mxgw_queue *bq, const mxgw_queue_entry *e,
   for (size_t i = 0; i < n; i++) {
     char reply[1100];
     flat(reply, sizeof reply, r[i].code, r[i].enh, r[i].text);
+    /* the class must say what the Action says: 2 delivered, 4 delayed
+     * (RFC 3464 2.3.4); a failure keeps its reply's status, an expired
+     * recipient its 4.x.x */
     char status[16];
-    if (*r[i].enh)
+    char cls = failed ? (r[i].code >= 500 ? '5' : '4') : delayed ? '4' : '2';
+    if (*r[i].enh && (failed || r[i].enh[0] == cls))
       snprintf(status, sizeof status, "%s", r[i].enh);
     else
-      snprintf(status, sizeof status, "%d.0.0",
-               r[i].code >= 500 ? 5 : 4);
+      snprintf(status, sizeof status, "%c.0.0", cls);
     putf(&o, "\r\nFinal-Recipient: rfc822; %s\r\n", r[i].addr);
     if (*r[i].orcpt) {
       const char *semi = strchr(r[i].orcpt, ';');
@@ -235,7 +270,8 @@ int mxgw__dsn_queue(struct mxgw_queue *bq, const mxgw_queue_entry *e,
         putf(&o, "Original-Recipient: %.*s; %s\r\n",
              (int)(semi - r[i].orcpt), r[i].orcpt, semi + 1);
     }
-    putf(&o, "Action: failed\r\nStatus: %s\r\n", status);
+    putf(&o, "Action: %s\r\nStatus: %s\r\n",
+         failed ? "failed" : delayed ? "delayed" : "delivered", status);
     if (r[i].remote && *r[i].relay)
       putf(&o, "Remote-MTA: dns; %s\r\n", r[i].relay);
     if (r[i].remote)
@@ -243,6 +279,8 @@ int mxgw__dsn_queue(struct mxgw_queue *bq, const mxgw_queue_entry *e,
     else
       putf(&o, "Diagnostic-Code: X-mxgw; %s\r\n", reply);
     putf(&o, "Last-Attempt-Date: %s\r\n", now);
+    if (delayed)
+      putf(&o, "Will-Retry-Until: %s\r\n", until);
   }
   /* the original (RFC 3462/6522: third part) */
   putf(&o,
@@ -250,8 +288,10 @@ int mxgw__dsn_queue(struct mxgw_queue *bq, const mxgw_queue_entry *e,
        "Content-Description: %s\r\n"
        "Content-Type: %s\r\n"
        "\r\n",
-       boundary, headers_only ? "Undelivered Message Headers"
-                              : "Undelivered Message",
+       boundary,
+       !failed        ? "Message Headers"
+       : headers_only ? "Undelivered Message Headers"
+                      : "Undelivered Message",
        headers_only ? "text/rfc822-headers" : "message/rfc822");
   copy_original(&o, e, headers_only);
   putf(&o, "\r\n--%s--\r\n", boundary);

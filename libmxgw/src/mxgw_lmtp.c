@@ -246,6 +246,7 @@ struct mxgw_lmtp {
   int64_t body_octets;
 
   char errmsg[256];
+  char errenh[16]; /* enhanced code of the failure that closed it */
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -356,6 +357,7 @@ static int fail_rest(mxgw_lmtp *c, int code, const char *enh,
 static int conn_fail(mxgw_lmtp *c, int code, const char *enh,
                      const char *text, int stage, int local) {
   snprintf(c->errmsg, sizeof c->errmsg, "%.*s", (int)sizeof c->errmsg - 1, text);
+  snprintf(c->errenh, sizeof c->errenh, "%s", enh);
   int rv = fail_rest(c, code, enh, text, strlen(text), stage, local);
   if (c->phase != PH_CLOSED) {
     c->phase = PH_CLOSED;
@@ -1765,6 +1767,8 @@ void mxgw__lmtp_config_ref(mxgw_lmtp_config *cfg) {
   atomic_fetch_add(&cfg->refs, 1);
 }
 void mxgw__lmtp_config_unref(mxgw_lmtp_config *cfg) { config_unref(cfg); }
+
+const char *mxgw__lmtp_errenh(const mxgw_lmtp *c) { return c->errenh; }
 
 const char *mxgw_lmtp_errmsg(const mxgw_lmtp *c) {
   return c ? c->errmsg : "";

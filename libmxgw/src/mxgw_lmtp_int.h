@@ -56,6 +56,9 @@ int mxgw__lmtp_target_addr(const char *t, struct sockaddr_storage *ss,
 /* The built, unsubmitted message fails (451 4.4.1, local, the last error)
  * because the connection could not be made. */
 int mxgw__lmtp_fail_unsent(mxgw_lmtp *c);
+/* The enhanced status code of the failure that closed the connection ("" if
+ * none): "4.7.5" STARTTLS, "4.5.0" protocol, "4.4.2" lost, ... */
+const char *mxgw__lmtp_errenh(const mxgw_lmtp *c);
 bool mxgw__lmtp_msg_done(const mxgw_lmtp *c);
 void mxgw__lmtp_config_ref(mxgw_lmtp_config *cfg);
 void mxgw__lmtp_config_unref(mxgw_lmtp_config *cfg);

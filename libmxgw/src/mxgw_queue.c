@@ -169,7 +169,9 @@ void mxgw__queue_free_ids(char **ids, size_t n) {
 }
 
 /* Names in a directory: with json=1 the IDs that have "<id>.json", with
- * json=0 the bare "<id>" body names. Sorted. */
+ * json=0 the bare "<id>" body names, with json=2 every name that starts
+ * with an ID (corrupt/: "<id>", "<id>.json", "<id>.N", "<id>.json.N").
+ * Sorted. */
 static int list_names(int dirfd, int json, char ***out, size_t *nout) {
   int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0)
@@ -186,6 +188,18 @@ static int list_names(int dirfd, int json, char ***out, size_t *nout) {
   while ((de = readdir(d)) != NULL) {
     char name[MXGW_QID_MAX + 8];
     size_t l = strlen(de->d_name);
+    if (json == 2) {
+      const char *dot = strchr(de->d_name, '.');
+      size_t k = dot ? (size_t)(dot - de->d_name) : l;
+      if (k >= MXGW_QID_MAX || l >= sizeof name)
+        continue;
+      memcpy(name, de->d_name, k);
+      name[k] = '\0';
+      if (!mxgw__queue_valid_id(name))
+        continue;
+      memcpy(name, de->d_name, l + 1); /* the whole entry name */
+      goto add;
+    }
     if (json) {
       if (l < 6 || l - 5 >= MXGW_QID_MAX || strcmp(de->d_name + l - 5, ".json"))
         continue;
@@ -198,6 +212,7 @@ static int list_names(int dirfd, int json, char ***out, size_t *nout) {
     }
     if (!mxgw__queue_valid_id(name))
       continue;
+  add:
     if (n == cap) {
       size_t nc = cap ? cap * 2 : 64;
       char **ni = realloc(ids, nc * sizeof *ni);
@@ -235,8 +250,9 @@ void mxgw__queue_take_reset(mxgw_queue *q) {
 int mxgw__queue_list_ids(mxgw_queue *q, int state, char ***ids, size_t *n) {
   if (state < 1 || state > MXGW_QSTATE_MAX)
     return MXGW_E_INVAL;
-  /* corrupt/ holds lone bodies and lone metadata: list both kinds */
-  return list_names(q->statefd[state], state != MXGW_QSTATE_CORRUPT, ids, n);
+  /* corrupt/ holds lone bodies and lone metadata: list every entry */
+  return list_names(q->statefd[state], state == MXGW_QSTATE_CORRUPT ? 2 : 1,
+                    ids, n);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -161,5 +161,12 @@ int mxgw__journal_body(const mxgw_queue_entry *e, int *fd, int64_t *off,
 int mxgw__journal_ids(mxgw_queue *q, int state, char ***ids, size_t *n);
 int mxgw__journal_load(mxgw_queue *q, int state, const char *id,
                        mxgw_queue_entry **out);
+/* a non-owner's one reading of the segments, for iteration */
+typedef struct mxgw__jsnap mxgw__jsnap;
+int mxgw__journal_snap(mxgw_queue *q, mxgw__jsnap **out, char ***ids,
+                       size_t *n);
+int mxgw__journal_snap_load(mxgw_queue *q, mxgw__jsnap *sn, const char *id,
+                            mxgw_queue_entry **out);
+void mxgw__journal_snap_free(mxgw__jsnap *sn);
 
 #endif /* MXGW_QUEUE_INT_H */

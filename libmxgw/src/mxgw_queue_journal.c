@@ -33,10 +33,12 @@
  *
  * Recovery (owner, at open): every message record without a done or moved
  * record, and not already in a state directory (a spill interrupted before
- * its "moved" record), is written to incoming/ as files; then the segments
- * are removed. So after open the journal is empty and the spool is what it
- * would be without the journal. Operator tools (not owners) read the
- * segments to list the journal's messages as incoming.
+ * its "moved" record), is live. With the journal on, the live records are
+ * indexed again (incoming, in commit order) and delivered from the old
+ * segments, which go once finished: a restart reads the segments and writes
+ * nothing. With it off, they are written to incoming/ as files (one syncfs
+ * for all of them) and the segments are removed. Operator tools (not
+ * owners) read the segments to list the journal's messages as incoming.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -426,6 +428,8 @@ static int entry_from(mxgw_queue *q, int state, const char *id,
                       int64_t off, int64_t len, mxgw_queue_entry **out) {
   json_error_t err;
   json_t *mj = json_loadb(meta, mlen, 0, &err);
+  if (!mj && json_error_code(&err) == json_error_out_of_memory)
+    return MXGW_E_NOMEM; /* not a bad record: never quarantine for this */
   if (!mj || mxgw__queue_meta_check(mj) != MXGW_OK ||
       strcmp(json_string_value(json_object_get(mj, "id")), id) != 0) {
     json_decref(mj);
@@ -644,6 +648,8 @@ typedef struct jrec {
 typedef struct jscan {
   jrec *v;
   size_t n, cap;
+  uint64_t *seqs; /* the segments read, oldest first */
+  size_t nseqs;
   uint64_t maxseq;
   int torn;
 } jscan;
@@ -652,6 +658,7 @@ static void scan_free(jscan *s) {
   for (size_t i = 0; i < s->n; i++)
     free(s->v[i].meta);
   free(s->v);
+  free(s->seqs);
   memset(s, 0, sizeof *s);
 }
 
@@ -745,7 +752,8 @@ static int scan_segment(int dirfd, uint64_t seq, jscan *s) {
         rc = MXGW_E_NOMEM;
         break;
       }
-      memcpy(r->meta, buf, mlen);
+      if (mlen)
+        memcpy(r->meta, buf, mlen);
       r->meta[mlen] = '\0';
       s->n++;
     } else {
@@ -781,8 +789,10 @@ static int scan_all(mxgw_queue *q, jscan *s) {
     if (l != 20 || strcmp(de->d_name + 16, ".log"))
       continue;
     unsigned long long v = strtoull(de->d_name, &end, 16);
-    if (end != de->d_name + 16)
-      continue;
+    char canon[40];
+    seg_name(v, canon, sizeof canon);
+    if (end != de->d_name + 16 || strcmp(canon, de->d_name))
+      continue; /* only names this code writes: never read or remove others */
     if (n == cap) {
       size_t nc = cap ? cap * 2 : 16;
       uint64_t *ns = realloc(seqs, nc * sizeof *ns);
@@ -803,7 +813,8 @@ static int scan_all(mxgw_queue *q, jscan *s) {
     if (seqs[i] >= s->maxseq)
       s->maxseq = seqs[i] + 1;
   }
-  free(seqs);
+  s->seqs = seqs;
+  s->nseqs = n;
   if (rc != MXGW_OK)
     scan_free(s);
   return rc;
@@ -820,19 +831,82 @@ static int in_state_dir(mxgw_queue *q, const char *id) {
   return 0;
 }
 
-/* Owner, at open (after the state directories' recovery): everything the
- * journal holds goes to incoming/ as files, then the segments go. */
+/* Owner, at open (after the state directories' recovery). The journal's
+ * live messages (no done or moved record, not already in a state
+ * directory) are either indexed again, in commit order, to be delivered
+ * from the segments like new ones (journal on: a restart reads the
+ * segments and writes nothing), or written out to incoming/ as files
+ * (journal off), after which the segments go. A record whose metadata does
+ * not load goes to corrupt/ either way. */
 static int recover(mxgw_queue *q) {
   jscan s;
   int rc = scan_all(q, &s);
   if (rc != MXGW_OK)
     return rc;
   atomic_fetch_add(&q->st_jtorn, s.torn);
-  int wrote = 0;
+  /* journal on: the old segments, oldest first, before the new current */
+  for (size_t i = 0; q->journal && i < s.nseqs && rc == MXGW_OK; i++) {
+    mxgw__jseg *g = mxgw__calloc(&q->mem, 1, sizeof *g);
+    char name[40];
+    seg_name(s.seqs[i], name, sizeof name);
+    if (!g) {
+      rc = MXGW_E_NOMEM;
+      break;
+    }
+    g->seq = s.seqs[i];
+    g->fd = openat(q->jdirfd, name, O_RDWR | O_CLOEXEC);
+    struct stat st;
+    if (g->fd < 0 || fstat(g->fd, &st) != 0) {
+      rc = mxgw__queue_errno(errno);
+      if (g->fd >= 0)
+        close(g->fd);
+      mxgw__free(&q->mem, g);
+      break;
+    }
+    g->size = st.st_size;
+    if (q->jtail_seg)
+      q->jtail_seg->next = g;
+    else
+      q->jsegs = g;
+    q->jtail_seg = g;
+    q->jnsegs++;
+  }
+  int spilled = 0;
+  mxgw__jseg *g = q->jsegs;
   for (size_t i = 0; i < s.n && rc == MXGW_OK; i++) {
     jrec *r = &s.v[i];
     if (r->gone || in_state_dir(q, r->id))
       continue;
+    mxgw_queue_entry *e = NULL;
+    int lr = entry_from(q, MXGW_QSTATE_INCOMING, r->id, r->meta, r->mlen,
+                        r->seq, r->body_off, r->body_len, &e);
+    mxgw_queue_entry_free(e);
+    if (lr == MXGW_E_NOMEM) {
+      rc = lr;
+      break;
+    }
+    if (q->journal && lr == MXGW_OK) {
+      while (g && g->seq != r->seq)
+        g = g->next;
+      mxgw__jmsg *j = g ? mxgw__calloc(&q->mem, 1, sizeof *j) : NULL;
+      if (!j) {
+        rc = g ? MXGW_E_NOMEM : MXGW_E_IO;
+        break;
+      }
+      memcpy(j->id, r->id, sizeof j->id);
+      j->seg = g;
+      j->body_off = r->body_off;
+      j->body_len = r->body_len;
+      j->meta = r->meta; /* taken over */
+      r->meta = NULL;
+      list_push(&q->jin, &q->jin_tail, j);
+      g->live++;
+      q->jcount++;
+      atomic_fetch_add(&q->st_jrecovered, 1);
+      atomic_fetch_add(&q->st_recovered, 1);
+      continue;
+    }
+    /* to files; their data is synced once for all of them (below) */
     char name[40];
     seg_name(r->seq, name, sizeof name);
     int fd = openat(q->jdirfd, name, O_RDONLY | O_CLOEXEC);
@@ -840,46 +914,48 @@ static int recover(mxgw_queue *q) {
       rc = mxgw__queue_errno(errno);
       break;
     }
-    /* a record whose metadata does not load is kept aside, not lost */
-    mxgw_queue_entry *e = NULL;
-    int lr = entry_from(q, MXGW_QSTATE_INCOMING, r->id, r->meta, r->mlen,
-                        r->seq, r->body_off, r->body_len, &e);
-    mxgw_queue_entry_free(e);
+    int keep = q->sync;
+    q->sync = 0;
     rc = spill(q, r->id, fd, r->body_off, r->body_len, r->meta,
                lr == MXGW_OK ? MXGW_QSTATE_INCOMING : MXGW_QSTATE_CORRUPT, 0);
+    q->sync = keep;
     close(fd);
     if (rc == MXGW_OK) {
-      wrote = 1;
+      spilled = 1;
       atomic_fetch_add(lr == MXGW_OK ? &q->st_jrecovered : &q->st_quarantined,
                        1);
       if (lr == MXGW_OK)
         atomic_fetch_add(&q->st_recovered, 1);
     }
   }
-  if (rc == MXGW_OK && wrote) {
-    rc = mxgw__queue_dirsync(q, q->statefd[MXGW_QSTATE_INCOMING]);
+  if (rc == MXGW_OK && spilled && q->sync) {
+    /* one flush of the file system for every file written above (recovery
+     * runs alone at open), then the names */
+    if (syncfs(q->rootfd) != 0)
+      rc = mxgw__queue_errno(errno);
+    if (rc == MXGW_OK)
+      rc = mxgw__queue_dirsync(q, q->statefd[MXGW_QSTATE_INCOMING]);
     if (rc == MXGW_OK)
       rc = mxgw__queue_dirsync(q, q->statefd[MXGW_QSTATE_CORRUPT]);
   }
-  uint64_t next = s.maxseq;
+  q->jnext_seq = s.maxseq;
+  int journal_off = !q->journal;
+  uint64_t *seqs = s.seqs;
+  size_t nseqs = s.nseqs;
+  s.seqs = NULL;
   scan_free(&s);
-  if (rc != MXGW_OK)
-    return rc;
-  /* everything is in files now: the segments can go */
-  int dfd = openat(q->jdirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-  if (!d) {
-    if (dfd >= 0)
-      close(dfd);
-    return mxgw__queue_errno(errno);
+  if (rc == MXGW_OK && journal_off) {
+    /* everything is in files now: the segments can go */
+    for (size_t i = 0; i < nseqs; i++) {
+      char name[40];
+      seg_name(seqs[i], name, sizeof name);
+      unlinkat(q->jdirfd, name, 0);
+    }
+    if (nseqs)
+      rc = mxgw__queue_dirsync(q, q->jdirfd);
   }
-  struct dirent *de;
-  while ((de = readdir(d)) != NULL)
-    if (strlen(de->d_name) == 20 && !strcmp(de->d_name + 16, ".log"))
-      unlinkat(q->jdirfd, de->d_name, 0);
-  closedir(d);
-  q->jnext_seq = next;
-  return mxgw__queue_dirsync(q, q->jdirfd);
+  free(seqs);
+  return rc;
 }
 
 int mxgw__journal_open(mxgw_queue *q) {
@@ -900,7 +976,10 @@ int mxgw__journal_open(mxgw_queue *q) {
   if (rc == MXGW_OK && q->journal) {
     pthread_mutex_lock(&q->jlock);
     rc = seg_new(q);
+    int removed = rc == MXGW_OK && seg_reclaim(q); /* old, finished ones */
     pthread_mutex_unlock(&q->jlock);
+    if (removed)
+      rc = mxgw__queue_dirsync(q, q->jdirfd);
   }
   return rc;
 }
@@ -992,6 +1071,76 @@ int mxgw__journal_ids(mxgw_queue *q, int state, char ***ids, size_t *n) {
   *ids = v;
   *n = cnt;
   return MXGW_OK;
+}
+
+/* Operator tools iterate with one reading of the segments, not one per
+ * message: the live records, sorted by ID. */
+struct mxgw__jsnap {
+  jscan s;
+};
+
+static int cmp_jrec(const void *a, const void *b) {
+  return strcmp(((const jrec *)a)->id, ((const jrec *)b)->id);
+}
+
+int mxgw__journal_snap(mxgw_queue *q, mxgw__jsnap **out, char ***ids,
+                       size_t *n) {
+  *out = NULL;
+  *ids = NULL;
+  *n = 0;
+  mxgw__jsnap *sn = calloc(1, sizeof *sn);
+  if (!sn)
+    return MXGW_E_NOMEM;
+  int rc = scan_all(q, &sn->s);
+  if (rc != MXGW_OK) {
+    free(sn);
+    return rc;
+  }
+  size_t k = 0;
+  for (size_t i = 0; i < sn->s.n; i++) {
+    jrec *r = &sn->s.v[i];
+    if (r->gone || in_state_dir(q, r->id))
+      free(r->meta);
+    else
+      sn->s.v[k++] = *r;
+  }
+  sn->s.n = k;
+  if (k)
+    qsort(sn->s.v, k, sizeof *sn->s.v, cmp_jrec);
+  char **v = k ? calloc(k, sizeof *v) : NULL;
+  if (k && !v)
+    rc = MXGW_E_NOMEM;
+  for (size_t i = 0; i < k && rc == MXGW_OK; i++)
+    if (!(v[i] = strdup(sn->s.v[i].id)))
+      rc = MXGW_E_NOMEM;
+  if (rc != MXGW_OK) {
+    mxgw__queue_free_ids(v, k);
+    mxgw__journal_snap_free(sn);
+    return rc;
+  }
+  *out = sn;
+  *ids = v;
+  *n = k;
+  return MXGW_OK;
+}
+
+int mxgw__journal_snap_load(mxgw_queue *q, mxgw__jsnap *sn, const char *id,
+                            mxgw_queue_entry **out) {
+  jrec key;
+  snprintf(key.id, sizeof key.id, "%s", id);
+  jrec *r = sn ? bsearch(&key, sn->s.v, sn->s.n, sizeof *sn->s.v, cmp_jrec)
+               : NULL;
+  if (!r)
+    return MXGW_E_NOTFOUND;
+  return entry_from(q, MXGW_QSTATE_INCOMING, r->id, r->meta, r->mlen, r->seq,
+                    r->body_off, r->body_len, out);
+}
+
+void mxgw__journal_snap_free(mxgw__jsnap *sn) {
+  if (!sn)
+    return;
+  scan_free(&sn->s);
+  free(sn);
 }
 
 /* Load journal message `id` if it is in the journal in `state` (0: any). */

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "mxgw_queue_int.h"
+#include "mxgw_deliver_int.h" /* mxgw__queue_entry_rcpt_*mark() */
 
 static const char *const rcpt_states[] = {"pending", "delivered", "failed",
                                           "deferred"};
@@ -413,6 +414,26 @@ int mxgw_queue_entry_set_rcpt(mxgw_queue_entry *e, size_t idx, int state,
   return MXGW_OK;
 }
 
+/* The scheduler's own per-recipient fields (mxgw_deliver_int.h): kept in
+ * the recipient's object, saved and shown like the rest of it. */
+int mxgw__queue_entry_rcpt_set_mark(mxgw_queue_entry *e, size_t idx,
+                                    const char *key, int64_t value) {
+  if (!e || !key)
+    return MXGW_E_INVAL;
+  json_t *r = rcpt_at(e, idx);
+  if (!r)
+    return MXGW_E_RANGE;
+  return json_object_set_new(r, key, json_integer((json_int_t)value))
+             ? MXGW_E_NOMEM
+             : MXGW_OK;
+}
+
+int64_t mxgw__queue_entry_rcpt_mark(const mxgw_queue_entry *e, size_t idx,
+                                    const char *key) {
+  json_t *r = e && key ? rcpt_at(e, idx) : NULL;
+  return r ? (int64_t)json_integer_value(json_object_get(r, key)) : 0;
+}
+
 /* Rewrite metadata in `state` atomically: tmp file, fdatasync, rename over,
  * fsync the directory. The message must be in `state` (checked by the
  * caller under the admin lock, or the caller owns it as active). */
@@ -667,6 +688,7 @@ struct mxgw_queue_iter {
   size_t n, pos;
   mxgw_queue_entry *cur;
   const char *curid;
+  mxgw__jsnap *jsnap; /* not the owner: the journal as read at iter_new */
 };
 
 int mxgw_queue_iter_new(mxgw_queue *q, int state, mxgw_queue_iter **out) {
@@ -686,7 +708,10 @@ int mxgw_queue_iter_new(mxgw_queue *q, int state, mxgw_queue_iter **out) {
   /* with the journal's messages of this state, in ID (arrival) order */
   char **jids;
   size_t jn;
-  rc = mxgw__journal_ids(q, state, &jids, &jn);
+  if (q->owner || state != MXGW_QSTATE_INCOMING)
+    rc = mxgw__journal_ids(q, state, &jids, &jn);
+  else
+    rc = mxgw__journal_snap(q, &it->jsnap, &jids, &jn);
   if (rc == MXGW_OK && jn) {
     char **all = realloc(it->ids, (it->n + jn) * sizeof *all);
     if (!all) {
@@ -704,6 +729,7 @@ int mxgw_queue_iter_new(mxgw_queue *q, int state, mxgw_queue_iter **out) {
   }
   if (rc != MXGW_OK) {
     mxgw__queue_free_ids(it->ids, it->n);
+    mxgw__journal_snap_free(it->jsnap);
     mxgw__free(&q->mem, it);
     return rc;
   }
@@ -723,7 +749,10 @@ int mxgw_queue_iter_next(mxgw_queue_iter *it, mxgw_queue_entry **out) {
     it->curid = it->ids[it->pos++];
     int rc = mxgw__queue_load_at(it->q, it->state, it->curid, &it->cur);
     if (rc == MXGW_E_NOTFOUND)
-      rc = mxgw__journal_load(it->q, it->state, it->curid, &it->cur);
+      rc = it->jsnap ? mxgw__journal_snap_load(it->q, it->jsnap, it->curid,
+                                               &it->cur)
+                     : mxgw__journal_load(it->q, it->state, it->curid,
+                                          &it->cur);
     if (rc == MXGW_E_NOTFOUND)
       continue; /* moved away meanwhile */
     if (rc != MXGW_OK)
@@ -749,6 +778,7 @@ void mxgw_queue_iter_free(mxgw_queue_iter *it) {
     return;
   mxgw_queue_entry_free(it->cur);
   mxgw__queue_free_ids(it->ids, it->n);
+  mxgw__journal_snap_free(it->jsnap);
   mxgw__free(&it->q->mem, it);
 }
 

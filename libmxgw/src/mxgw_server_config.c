@@ -418,7 +418,8 @@ int mxgw_server_config_set_deliver_int(mxgw_server_config *cfg, int key,
   if (!cfg)
     return MXGW_E_INVAL;
   FROZEN(cfg);
-  if (key < MXGW_DELIVER_OPT_CONCURRENCY || key > MXGW_DELIVER_OPT_POLL_MS)
+  if (key < MXGW_DELIVER_OPT_CONCURRENCY ||
+      key > MXGW_DELIVER_OPT_DELAY_WARNING)
     return cfg_err(cfg, MXGW_E_INVAL, "unknown delivery option %d", key);
   for (size_t i = 0; i < cfg->ndopt; i++)
     if (cfg->dopt[i].key == key) {

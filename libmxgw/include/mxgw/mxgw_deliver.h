@@ -18,6 +18,22 @@
  * or without FAILURE, policy KEEP) keeps its message in the failed state
  * for the operator (`mxgw-queue list --state failed`).
  *
+ * Other DSNs (also only with MXGW_BOUNCE_DSN, never to the null sender):
+ *  - success: recipients delivered in an attempt whose NOTIFY includes
+ *    SUCCESS get one report per attempt, "Action: delivered" (the LMTP store
+ *    is the final delivery, RFC 3461 6.2), status 2.0.0, the backend's
+ *    reply as Diagnostic-Code, the original's header only (RFC 3461 4.3: a
+ *    DSN without a failure returns the headers). Not when the backend
+ *    offers DSN itself: then NOTIFY and ORCPT are passed on in RCPT and the
+ *    backend is responsible (RFC 3461 5.2, relay to a DSN-capable server).
+ *  - delay (MXGW_DELIVER_OPT_DELAY_WARNING): once an attempt at or after
+ *    arrival + that time leaves recipients deferred, one "Action: delayed"
+ *    report (4.x.x status of the last reply, Will-Retry-Until arrival +
+ *    lifetime, header only) for those whose NOTIFY includes DELAY or who
+ *    gave no NOTIFY (RFC 3461 4.1 leaves the latter to the MTA; like
+ *    Postfix we warn). Each such recipient is marked in the metadata
+ *    ("delay_dsn": the time of the warning) and never warned again.
+ *
  * One log line per recipient per attempt, in Postfix's format:
  *   ID: to=<rcpt>, relay=127.0.0.1[127.0.0.1]:2525, delay=0.24,
  *   delays=0.01/0/0.12/0.1, dsn=2.0.0, status=sent (250 2.0.0 <rcpt> Saved)
@@ -54,11 +70,14 @@ struct mxgw_tls;   /* mxgw_tls.h */
 
 /** What happens to failed recipients (MXGW_DELIVER_OPT_BOUNCE). */
 typedef enum mxgw_bounce_policy {
-  /** No DSN: the message stays in the failed state for the operator. */
+  /** No DSN of any kind (failure, success, delay): a message with failed
+   *  recipients stays in the failed state for the operator. */
   MXGW_BOUNCE_KEEP = 0,
   /** An RFC 3464 DSN goes to the sender (or MXGW_DELIVER_OPT_BOUNCE_RCPT)
    *  through the bounce queue; then the message is removed (unless
-   *  MXGW_DELIVER_OPT_KEEP_BOUNCED or some failed recipient got no DSN). */
+   *  MXGW_DELIVER_OPT_KEEP_BOUNCED or some failed recipient got no DSN).
+   *  Success (NOTIFY=SUCCESS) and delay (MXGW_DELIVER_OPT_DELAY_WARNING)
+   *  reports take the same way. */
   MXGW_BOUNCE_DSN = 1
 } mxgw_bounce_policy;
 
@@ -90,13 +109,19 @@ typedef enum mxgw_deliver_opt {
   /** With MXGW_BOUNCE_DSN: keep the message in the failed state after its
    *  DSN was queued (1) or remove it (0). [0] */
   MXGW_DELIVER_OPT_KEEP_BOUNCED = 12,
-  /** Largest original returned whole in a DSN (RET=FULL or none); a larger
-   *  one is returned as headers only. Octets. [50000] */
+  /** Largest original returned whole in a failure DSN (RET=FULL or none);
+   *  a larger one is returned as headers only (success and delay DSNs
+   *  always return the header only). Octets. [50000] */
   MXGW_DELIVER_OPT_BOUNCE_SIZE_LIMIT = 13,
   /** Messages per LMTP connection. [100] */
   MXGW_DELIVER_OPT_MAX_MESSAGES = 14,
   /** mxgw_deliver_run(): rescan the queue at least this often, ms. [1000] */
-  MXGW_DELIVER_OPT_POLL_MS = 15
+  MXGW_DELIVER_OPT_POLL_MS = 15,
+  /** Delay warning, seconds since arrival, 0 = off (Postfix's
+   *  delay_warning_time): after an attempt at or past it that leaves
+   *  recipients deferred, one "Action: delayed" DSN for them (NOTIFY with
+   *  DELAY, or none), sent once per recipient. 0..INT32_MAX. [0] */
+  MXGW_DELIVER_OPT_DELAY_WARNING = 16
 } mxgw_deliver_opt;
 
 /** String options (mxgw_deliver_set_str). */
@@ -107,7 +132,11 @@ typedef enum mxgw_deliver_opt_str {
   /** Envelope recipient of every DSN (a bounce mailbox on the LMTP store),
    *  instead of the original sender (left for a relay). [""] */
   MXGW_DELIVER_OPT_BOUNCE_RCPT = 101,
-  /** Name to verify the backends' certificates against. [""] */
+  /** Name to verify the backends' certificates against (also sent as
+   *  SNI). Empty: the TLS context's MXGW_TLS_HOSTNAME if set; otherwise
+   *  only the chain is verified (against the context's CA), no name: any
+   *  certificate the CA issued is accepted. Set it (or pin a private CA
+   *  that issues only the store's certificate). [""] */
   MXGW_DELIVER_OPT_TLS_SERVERNAME = 102
 } mxgw_deliver_opt_str;
 
@@ -117,7 +146,7 @@ typedef enum mxgw_deliver_stat {
   MXGW_DELIVER_STAT_SENT = 201,      /**< recipients delivered */
   MXGW_DELIVER_STAT_DEFERRED = 202,  /**< recipient attempts deferred */
   MXGW_DELIVER_STAT_BOUNCED = 203,   /**< recipients failed */
-  MXGW_DELIVER_STAT_DSNS = 204,      /**< DSNs queued */
+  MXGW_DELIVER_STAT_DSNS = 204,      /**< DSNs queued (all kinds) */
   MXGW_DELIVER_STAT_REMOVED = 205,   /**< messages removed (done) */
   MXGW_DELIVER_STAT_KEPT_FAILED = 206, /**< messages left in failed */
   MXGW_DELIVER_STAT_ERRORS = 207     /**< queue errors (messages left for

@@ -168,7 +168,9 @@ typedef enum mxgw_server_opt {
   MXGW_SRV_OPT_DRAIN_TIMEOUT_MS = 1044,
   /** Check the listeners' certificate files for changes at most this often
    *  (mxgw_tls_check_reload()), ms; 0 = only on mxgw_server_reload().
-   *  [60000] */
+   *  Each listener's TLS context has its own minimum interval too
+   *  (MXGW_TLS_RELOAD_INTERVAL_MS, 60 s by default): set it as low on the
+   *  context for a shorter check to take effect. [60000] */
   MXGW_SRV_OPT_TLS_CHECK_MS = 1045,
   /** Recipient verification at RCPT TO (after the accepted domains):
    *  0 none (the backend decides at delivery; an unknown user bounces);
@@ -422,7 +424,8 @@ MXGW_EXTERN int mxgw_server_config_add_backend(mxgw_server_config *cfg,
 
 /**
  * Set a delivery option (mxgw_deliver_opt of mxgw_deliver.h: concurrency,
- * backoff, lifetime, LMTP timeouts, XCLIENT, bounce policy, poll interval).
+ * backoff, lifetime, LMTP timeouts, XCLIENT, bounce policy, poll interval,
+ * delay warning).
  * Errors: MXGW_E_INVAL (unknown key), MXGW_E_RANGE, MXGW_E_BUSY.
  */
 MXGW_EXTERN int mxgw_server_config_set_deliver_int(mxgw_server_config *cfg,
