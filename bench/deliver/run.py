@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 """run.py: bench_deliver against smtp-sink -L (Postfix's LMTP sink) and a
 private Dovecot LMTP (tests/lmtp/lmtp_fixture.py), 1 KiB and 100 KiB,
-durable spool on /tmp. Usage: run.py BUILD_DIR [--messages N] [--runs R].
+durable spool on /tmp. Usage: run.py BUILD_DIR [--messages N] [--runs R]
+[--concurrency C] [--journal] (--journal: commits go to the queue's journal).
 Prints the bench lines; every process started here is stopped by PID."""
 import os
 import shutil
@@ -21,6 +22,7 @@ args = sys.argv[2:]
 n = int(args[args.index("--messages") + 1]) if "--messages" in args else 2000
 runs = int(args[args.index("--runs") + 1]) if "--runs" in args else 3
 conc = args[args.index("--concurrency") + 1] if "--concurrency" in args else "4"
+journal = ["--journal"] if "--journal" in args else []
 bench = os.path.join(build, "bench", "deliver", "bench_deliver")
 
 
@@ -29,7 +31,8 @@ def one(backend, size, rcpt="alice@example.test"):
     try:
         p = subprocess.run([bench, "--spool", f"{d}/spool", "--backend",
                             backend, "--messages", str(n), "--size",
-                            str(size), "--concurrency", conc, "--rcpt", rcpt],
+                            str(size), "--concurrency", conc, "--rcpt", rcpt]
+                           + journal,
                            capture_output=True, text=True, timeout=600)
         print(f"backend={backend.split(':')[0]} size={size}", p.stdout.strip()
               .replace("\n", " | "), p.stderr.strip(), flush=True)

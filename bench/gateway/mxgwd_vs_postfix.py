@@ -13,6 +13,10 @@ Targets (all started here, in private directories, on free 127.0.0.1 ports):
   mxgwd-tmpfs the same with the spool on /dev/shm (fsync costs nothing
               there): separates the file system's share from mxgwd's CPU.
               (--no-tmpfs leaves it out.)
+  mxgwd-proxy with --proxy: the same as mxgwd with recipient_validation
+              "proxy" (before-queue: each message goes to the backend in
+              step with the client, the 250 is the backend's; nothing is
+              spooled).
   postfix     the reference instance of shared/bench/postfix-peer/setup.sh
               (smtpd on 127.0.0.1 with STARTTLS offered, relay_domains
               example.test, relay_transport LMTP to the backend), unchanged:
@@ -101,6 +105,8 @@ ap.add_argument("--pf-idle-n", type=int, default=150)
 ap.add_argument("--idle-reps", type=int, default=3)
 ap.add_argument("--no-idle", action="store_true")
 ap.add_argument("--no-tmpfs", action="store_true")
+ap.add_argument("--proxy", action="store_true",
+                help="also run mxgwd in proxy (before-queue) mode")
 ap.add_argument("--no-throughput", action="store_true")
 ap.add_argument("-o", dest="out")
 a = ap.parse_args()
@@ -291,7 +297,7 @@ class Maildirs:
 
 # ---- mxgwd ------------------------------------------------------------------
 class Mxgwd:
-    def __init__(self, name, spool_base):
+    def __init__(self, name, spool_base, proxy=False):
         self.name = name
         d = os.path.join(W, name)
         os.makedirs(d)
@@ -318,6 +324,7 @@ class Mxgwd:
                        "max_connections_per_ip": 0},
             "spool": {"directory": self.spool},
             "lmtp": {"backends": ["127.0.0.1:%d" % BACKEND_PORT]},
+            **({"recipient_validation": {"mode": "proxy"}} if proxy else {}),
             "logging": {"outputs": [{"destination": "file",
                                      "path": self.log, "format": "text"}]},
         }
@@ -424,7 +431,8 @@ seq = [0]
 
 def run_one(tgt, port, root, backend, size, s, m, rnd):
     seq[0] += 1
-    tag = "%s%d" % ({"mxgwd": "g", "mxgwd-tmpfs": "t", "postfix": "p"}[tgt],
+    tag = "%s%d" % ({"mxgwd": "g", "mxgwd-tmpfs": "t", "mxgwd-proxy": "x",
+                      "postfix": "p"}[tgt],
                     seq[0])
     lp, plp = "r%s" % tag, "q%s" % tag
     d0 = backend.count([lp, plp])
@@ -542,6 +550,8 @@ def main():
     gws = [Mxgwd("mxgwd", W)]
     if WT:
         gws.append(Mxgwd("mxgwd-tmpfs", WT))
+    if a.proxy:
+        gws.append(Mxgwd("mxgwd-proxy", W, proxy=True))
     targets = [(g.name, g.port, g.pid) for g in gws] + \
         [("postfix", int(ENV["PF_PORT"]), pf_master)]
     say("# postfix smtpd 127.0.0.1:%s (master %d); %s; backend %s "

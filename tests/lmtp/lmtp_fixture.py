@@ -26,10 +26,21 @@ DELIVER = os.environ.get("LMTP_DELIVER", "")
 DOMAIN = "example.test"
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+def free_port(host="127.0.0.1"):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def have_ipv6_loopback():
+    """True if ::1 can be bound here (some containers have no IPv6)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
 
 
 def run_deliver(*args, timeout=300):
@@ -62,8 +73,8 @@ def mail_user():
     return pw.pw_uid, pw.pw_gid
 
 
-def make_ca(d, cn="store.example.test"):
-    """A test CA and a server certificate for cn and 127.0.0.1."""
+def make_ca(d, cn="store.example.test", ips=("127.0.0.1",)):
+    """A test CA and a server certificate for cn and the addresses ips."""
     def ossl(*a):
         subprocess.run(["openssl", *a], check=True, capture_output=True)
     ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
@@ -73,7 +84,8 @@ def make_ca(d, cn="store.example.test"):
     ossl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}",
          "-keyout", f"{d}/server.key", "-out", f"{d}/server.csr")
     with open(f"{d}/ext.cnf", "w") as f:
-        f.write(f"subjectAltName=DNS:{cn},IP:127.0.0.1\n")
+        f.write(f"subjectAltName=DNS:{cn}" +
+                "".join(f",IP:{ip}" for ip in ips) + "\n")
     ossl("x509", "-req", "-in", f"{d}/server.csr", "-CA", f"{d}/ca.pem",
          "-CAkey", f"{d}/ca.key", "-CAcreateserial", "-days", "2",
          "-extfile", f"{d}/ext.cnf", "-out", f"{d}/server.pem")
@@ -81,10 +93,15 @@ def make_ca(d, cn="store.example.test"):
 
 
 class Dovecot:
-    def __init__(self, users=("alice", "bob", "carol"), ssl=False):
+    def __init__(self, users=("alice", "bob", "carol"), ssl=False,
+                 listen="127.0.0.1"):
+        """ssl: False (ssl = no), True (ssl = yes) or "required";
+        listen: the loopback address of the TCP listener ("::1" for
+        IPv6: the certificate then covers ::1 too and ::1 is trusted)."""
         self.dir = tempfile.mkdtemp(prefix="mxgw-lmtp-dovecot.")
         os.chmod(self.dir, 0o755)
-        self.port = free_port()
+        self.listen = listen
+        self.port = free_port(listen)
         self.uid, self.gid = mail_user()
         self.users = users
         self.ssl = ssl
@@ -104,21 +121,24 @@ class Dovecot:
                 f.write(f"{u}@{DOMAIN}::{self.uid}:{self.gid}::"
                         f"{self.mail}/{DOMAIN}/{u}::\n")
         ssl = "ssl = no\n"
+        v6 = ":" in self.listen
         if self.ssl:
-            self.ca, cert, key = make_ca(d)
-            ssl = (f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}\n"
+            self.ca, cert, key = make_ca(
+                d, ips=("127.0.0.1", "::1") if v6 else ("127.0.0.1",))
+            mode = "required" if self.ssl == "required" else "yes"
+            ssl = (f"ssl = {mode}\nssl_cert = <{cert}\nssl_key = <{key}\n"
                    "ssl_min_protocol = TLSv1.2\n")
         conf = f"""# mxgw LMTP client tests (tests/lmtp/lmtp_fixture.py)
 instance_name = mxgw-lmtp-{os.getpid()}-{self.port}
 base_dir = {d}/run
 state_dir = {d}/state
 protocols = lmtp
-listen = 127.0.0.1
+listen = {self.listen}
 hostname = store.example.test
 log_path = {self.log}
 mail_debug = yes
 auth_debug = yes
-{ssl}login_trusted_networks = 127.0.0.0/8
+{ssl}login_trusted_networks = 127.0.0.0/8{" ::1/128" if v6 else ""}
 first_valid_uid = {self.uid}
 last_valid_uid = {self.uid}
 mail_location = maildir:{self.mail}/%d/%n/Maildir
@@ -132,7 +152,7 @@ userdb {{
 }}
 service lmtp {{
   inet_listener lmtp {{
-    address = 127.0.0.1
+    address = {self.listen}
     port = {self.port}
   }}
   unix_listener lmtp {{
@@ -154,7 +174,7 @@ protocol lmtp {{
             if self.proc.poll() is not None:
                 raise RuntimeError("dovecot exited: " + self.errors())
             try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                socket.create_connection((self.listen, self.port), 0.2).close()
                 if os.path.exists(self.socket):
                     return self
             except OSError:

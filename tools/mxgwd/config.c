@@ -171,6 +171,7 @@ static void check_keys(ctx *c, const char *path, json_t *obj,
     bool ok = false;
     const char *best = NULL;
     size_t bestd = 3;
+    bool best_prefix = false;
     for (const char *const *k = known; *k; k++) {
       if (strcmp(*k, key) == 0) {
         ok = true;
@@ -178,11 +179,16 @@ static void check_keys(ctx *c, const char *path, json_t *obj,
       }
       size_t d = edit_distance(*k, key);
       size_t kl = strlen(key);
-      if (d >= bestd && kl >= 3 && strncmp(*k, key, kl) == 0)
-        d = bestd - 1; /* "cert" -> "cert_file" */
+      bool prefix = false;
+      /* "cert" -> "cert_file" (the first key it begins, not "certificates") */
+      if (d >= bestd && kl >= 3 && !best_prefix && strncmp(*k, key, kl) == 0) {
+        d = bestd - 1;
+        prefix = true;
+      }
       if (d < bestd) {
         bestd = d;
         best = *k;
+        best_prefix = prefix;
       }
     }
     if (ok)
@@ -774,7 +780,10 @@ static const char *const k_top[] = {
     "logging", NULL};
 static const char *const k_listener[] = {"address", "port", "mode", "tls",
                                          "proxy_protocol", NULL};
-static const char *const k_tls[] = {"policy", "cert_file", "key_file", NULL};
+static const char *const k_tls[] = {"policy", "cert_file", "key_file",
+                                    "certificates", NULL};
+static const char *const k_cert[] = {"cert_file", "key_file", "server_names",
+                                     NULL};
 static const char *const k_rv[] = {"mode", "cache_ttl", "negative_cache_ttl",
                                    "timeout", NULL};
 static const char *const k_spf[] = {"enabled", "policy", "dns_servers",
@@ -787,7 +796,7 @@ static const char *const k_limits[] = {
     "data_timeout", "proxy_timeout", NULL};
 static const char *const k_spool[] = {"directory", "sync", "commit_workers",
                                       "journal", "journal_max_body",
-                                      "max_lifetime",
+                                      "max_lifetime", "delay_warning",
                                       "backoff_initial", "backoff_factor",
                                       "backoff_max", "bounce",
                                       "bounce_recipient", NULL};
@@ -856,10 +865,33 @@ static void defaults(mxgwd_config *cf) {
   cf->lmtp.data_timeout_ms = 600000;
 }
 
-/* TLS pair: existence, then mxgw_tls's validation (the same messages as at
- * run time). An error is attributed to the key that names the file. */
-static void check_tls_pair(ctx *c, const char *path, const char *hostname,
-                           const char *cert, const char *key) {
+/* A TLS error of mxgw_tls (the same messages as at run time), attributed to
+ * the key that names the file: pc/pk are the cert_file/key_file paths. */
+static void tls_error(ctx *c, const mxgw_tls *t, int rv, const char *path,
+                      const char *pc, const char *pk, const char *cert,
+                      const char *key) {
+  char msg[1200];
+  snprintf(msg, sizeof msg, "%s", t ? mxgw_tls_errmsg(t) : mxgw_strerror(rv));
+  /* The library's hint names its C option; the config has none. */
+  char *hint = strstr(msg, " (or set MXGW_TLS_STRICT_KEY_MODE to 0)");
+  if (hint)
+    *hint = 0;
+  const char *p = path;
+  if (key && pk && strncmp(msg, key, strlen(key)) == 0 &&
+      msg[strlen(key)] == ':')
+    p = pk;
+  else if (cert && pc && strncmp(msg, cert, strlen(cert)) == 0 &&
+           msg[strlen(cert)] == ':')
+    p = pc;
+  error(c, p, "%s", *msg ? msg : mxgw_strerror(rv));
+}
+
+/* One pair (path: "listeners[0].tls" or "listeners[0].tls.certificates[1]"):
+ * the files exist, then mxgw_tls validates it into t, once per SNI name (or
+ * as a default pair, checked against the hostname). false on an error. */
+static bool add_tls_pair(ctx *c, mxgw_tls *t, const char *path,
+                         const char *cert, const char *key,
+                         char *const *names, size_t n_names) {
   char pc[512], pk[512];
   subkey(pc, sizeof pc, path, "cert_file");
   subkey(pk, sizeof pk, path, "key_file");
@@ -867,39 +899,121 @@ static void check_tls_pair(ctx *c, const char *path, const char *hostname,
   if (key)
     ok = check_readable_file(c, pk, key) && ok;
   if (!ok)
-    return;
+    return false;
+  for (size_t i = 0; i < (n_names ? n_names : 1); i++) {
+    int rv = mxgw_tls_add_cert_files(t, n_names ? names[i] : NULL, cert, key);
+    if (rv != 0) {
+      if (n_names && strncmp(mxgw_tls_errmsg(t), "SNI name", 8) == 0) {
+        char pn[512], q[512];
+        subkey(pn, sizeof pn, path, "server_names");
+        subidx(q, sizeof q, pn, i);
+        error(c, q, "%s", mxgw_tls_errmsg(t));
+      } else {
+        tls_error(c, t, rv, path, pc, pk, cert, key);
+      }
+      return false;
+    }
+  }
+  return true;
+}
+
+/* A listener's certificates together, as mxgwd will serve them: tls.cert_file
+ * (the default pair) and tls.certificates[]. Errors name the pair's key. */
+static void check_tls_listener(ctx *c, const char *tp, const char *hostname,
+                               const mxgwd_listener *l) {
   mxgw_tls *t = NULL;
   int rv = mxgw_tls_new(&t, MXGW_TLS_SERVER, NULL);
   if (rv == 0 && hostname)
     rv = mxgw_tls_set_str(t, MXGW_TLS_HOSTNAME, hostname);
-  if (rv == 0)
-    rv = mxgw_tls_add_cert_files(t, NULL, cert, key);
-  if (rv == 0)
-    rv = mxgw_tls_reload(t);
   if (rv != 0) {
-    char msg[1200];
-    snprintf(msg, sizeof msg, "%s", t ? mxgw_tls_errmsg(t) : mxgw_strerror(rv));
-    /* The library's hint names its C option; the config has none. */
-    char *hint = strstr(msg, " (or set MXGW_TLS_STRICT_KEY_MODE to 0)");
-    if (hint)
-      *hint = 0;
-    const char *p = path;
-    if (key && strncmp(msg, key, strlen(key)) == 0 && msg[strlen(key)] == ':')
-      p = pk;
-    else if (strncmp(msg, cert, strlen(cert)) == 0 &&
-             msg[strlen(cert)] == ':')
-      p = pc;
-    error(c, p, "%s", *msg ? msg : mxgw_strerror(rv));
-  } else {
-    size_t nw = mxgw_tls_warning_count(t);
-    for (size_t i = 0; i < nw; i++) {
-      const char *w;
-      size_t wl;
-      if (mxgw_tls_warning(t, i, &w, &wl) == 0)
-        warning(c, path, "%.*s", (int)wl, w);
+    error(c, tp, "%s", mxgw_strerror(rv));
+    mxgw_tls_free(t);
+    return;
+  }
+  bool ok = true;
+  if (l->cert_file)
+    ok = add_tls_pair(c, t, tp, l->cert_file, l->key_file, NULL, 0);
+  char cp[512], q[512];
+  subkey(cp, sizeof cp, tp, "certificates");
+  for (size_t i = 0; i < l->n_certs; i++) {
+    const mxgwd_cert *ce = &l->certs[i];
+    subidx(q, sizeof q, cp, i);
+    ok = add_tls_pair(c, t, q, ce->cert_file, ce->key_file, ce->server_names,
+                      ce->n_server_names) &&
+         ok;
+  }
+  if (ok) {
+    rv = mxgw_tls_reload(t);
+    if (rv != 0) {
+      tls_error(c, t, rv, tp, NULL, NULL, NULL, NULL);
+    } else {
+      size_t nw = mxgw_tls_warning_count(t);
+      for (size_t i = 0; i < nw; i++) {
+        const char *w;
+        size_t wl;
+        if (mxgw_tls_warning(t, i, &w, &wl) == 0)
+          warning(c, tp, "%.*s", (int)wl, w);
+      }
     }
   }
   mxgw_tls_free(t);
+}
+
+/* An SNI name: a host name, or "*.example.org" (one label). */
+static bool check_server_name(ctx *c, const char *p, const char *s,
+                              void *arg) {
+  (void)arg;
+  const char *d = strncmp(s, "*.", 2) == 0 ? s + 2 : s;
+  if (!valid_hostname(d) || !strchr(d, '.')) {
+    error(c, p, "\"%s\" is not a host name (e.g. \"mx.example.org\", or "
+                "\"*.example.org\")",
+          s);
+    return false;
+  }
+  return true;
+}
+
+/* tls.certificates: [{cert_file, key_file, server_names}] */
+static void parse_certificates(ctx *c, const char *tp, json_t *tls,
+                               mxgwd_listener *l) {
+  json_t *arr = get_array(c, tp, tls, "certificates", false, true);
+  if (!arr)
+    return;
+  char cp[512];
+  subkey(cp, sizeof cp, tp, "certificates");
+  size_t n = json_array_size(arr);
+  l->certs = xcalloc(n, sizeof *l->certs);
+  for (size_t i = 0; i < n; i++) {
+    json_t *e = json_array_get(arr, i);
+    char q[512];
+    subidx(q, sizeof q, cp, i);
+    if (!json_is_object(e)) {
+      error(c, q, "must be an object {\"cert_file\", \"key_file\", "
+                  "\"server_names\"}, not %s",
+            type_name(e));
+      continue;
+    }
+    check_keys(c, q, e, k_cert);
+    const char *s;
+    if (get_str(c, q, e, "cert_file", true, false, &s) != 1)
+      continue;
+    mxgwd_cert *ce = &l->certs[l->n_certs++];
+    ce->cert_file = resolve_path(c, s);
+    if (get_str(c, q, e, "key_file", false, false, &s) == 1)
+      ce->key_file = resolve_path(c, s);
+    json_t *names = get_array(c, q, e, "server_names", false, true);
+    if (names) {
+      char np[512];
+      subkey(np, sizeof np, q, "server_names");
+      ce->server_names = get_str_array(c, np, names, &ce->n_server_names,
+                                       check_server_name, NULL);
+      for (size_t k = 0; k < ce->n_server_names; k++)
+        for (char *z = ce->server_names[k]; *z; z++)
+          if (*z >= 'A' && *z <= 'Z')
+            *z = (char)(*z - 'A' + 'a');
+      check_duplicates(c, np, names, true);
+    }
+  }
 }
 
 static void parse_listener(ctx *c, const char *p, json_t *o,
@@ -936,11 +1050,13 @@ static void parse_listener(ctx *c, const char *p, json_t *o,
       l->cert_file = resolve_path(c, s);
     if (get_str(c, tp, tls, "key_file", false, false, &s) == 1)
       l->key_file = resolve_path(c, s);
+    parse_certificates(c, tp, tls, l);
   }
+  bool have_cert = l->cert_file || l->n_certs;
   bool have_policy = policy >= 0;
   if (!have_policy)
     policy = l->mode != MXGWD_MODE_SMTP ? MXGWD_TLS_ENCRYPT
-             : l->cert_file              ? MXGWD_TLS_MAY
+             : have_cert                 ? MXGWD_TLS_MAY
                                          : MXGWD_TLS_NONE;
   l->tls_policy = policy;
   char pp[512];
@@ -950,7 +1066,7 @@ static void parse_listener(ctx *c, const char *p, json_t *o,
   if (l->mode == MXGWD_MODE_SUBMISSION && policy == MXGWD_TLS_NONE)
     error(c, pp, "\"none\" on a submission listener would send passwords in "
                  "clear; use \"encrypt\"");
-  if (policy != MXGWD_TLS_NONE && !l->cert_file) {
+  if (policy != MXGWD_TLS_NONE && !have_cert) {
     subkey(q, sizeof q, tp, "cert_file");
     if (l->mode == MXGWD_MODE_SMTP)
       error(c, q, "missing: tls.policy \"%s\" needs a certificate",
@@ -959,16 +1075,16 @@ static void parse_listener(ctx *c, const char *p, json_t *o,
       error(c, q, "missing: mode \"%s\" needs a certificate",
             n_modes[l->mode]);
   }
-  if (policy == MXGWD_TLS_NONE && l->cert_file)
-    warning(c, tp, "cert_file is set but policy is \"none\": TLS is not "
-                   "offered");
+  if (policy == MXGWD_TLS_NONE && have_cert)
+    warning(c, tp, "%s is set but policy is \"none\": TLS is not offered",
+            l->cert_file ? "cert_file" : "certificates");
   if (l->key_file && !l->cert_file) {
     subkey(q, sizeof q, tp, "key_file");
     error(c, q, "set without cert_file");
   }
-  if (l->cert_file && policy != MXGWD_TLS_NONE &&
+  if (have_cert && policy != MXGWD_TLS_NONE &&
       (c->checks & MXGWD_CHECK_FILES))
-    check_tls_pair(c, tp, hostname, l->cert_file, l->key_file);
+    check_tls_listener(c, tp, hostname, l);
 }
 
 static bool check_domain(ctx *c, const char *p, const char *s, void *arg) {
@@ -1286,6 +1402,14 @@ static void parse_root(ctx *c, json_t *root, mxgwd_config *cf) {
                                "or power failure");
     get_duration(c, p, sp, "max_lifetime", 0, 86400000LL * 365,
                  &cf->spool.max_lifetime_ms);
+    get_duration(c, p, sp, "delay_warning", 0, 86400000LL * 365,
+                 &cf->spool.delay_warning_ms);
+    if (cf->spool.delay_warning_ms % 1000)
+      error(c, "spool.delay_warning", "whole seconds");
+    else if (cf->spool.delay_warning_ms &&
+             cf->spool.delay_warning_ms >= cf->spool.max_lifetime_ms)
+      warning(c, "spool.delay_warning",
+              "not shorter than max_lifetime: no delay warning is ever sent");
     get_duration(c, p, sp, "backoff_initial", 1000, 86400000,
                  &cf->spool.backoff_initial_ms);
     get_int(c, p, sp, "backoff_factor", 1, 100, &cf->spool.backoff_factor);
@@ -1391,6 +1515,13 @@ void mxgwd_config_free(mxgwd_config *c) {
     free(c->listeners[i].address);
     free(c->listeners[i].cert_file);
     free(c->listeners[i].key_file);
+    for (size_t k = 0; k < c->listeners[i].n_certs; k++) {
+      mxgwd_cert *ce = &c->listeners[i].certs[k];
+      free(ce->cert_file);
+      free(ce->key_file);
+      free_strv(ce->server_names, ce->n_server_names);
+    }
+    free(c->listeners[i].certs);
   }
   free(c->listeners);
   free_strv(c->domains, c->n_domains);
@@ -1524,13 +1655,22 @@ void mxgwd_config_summary(const mxgwd_config *c, FILE *f) {
   for (size_t i = 0; i < c->n_listeners; i++) {
     const mxgwd_listener *l = &c->listeners[i];
     bool v6 = strchr(l->address, ':') != NULL;
-    fprintf(f, "listener %s%s%s:%d mode=%s tls=%s%s%s%s%s\n", v6 ? "[" : "",
+    fprintf(f, "listener %s%s%s:%d mode=%s tls=%s%s%s%s%s", v6 ? "[" : "",
             l->address, v6 ? "]" : "", l->port, n_modes[l->mode],
             n_policies[l->tls_policy],
             l->proxy_protocol ? " proxy_protocol" : "",
             l->auth ? " auth" : "",
             l->cert_file && l->tls_policy ? " cert=" : "",
             l->cert_file && l->tls_policy ? l->cert_file : "");
+    for (size_t k = 0; l->tls_policy && k < l->n_certs; k++) {
+      const mxgwd_cert *ce = &l->certs[k];
+      fprintf(f, " cert=%s", ce->cert_file);
+      for (size_t j = 0; j < ce->n_server_names; j++)
+        fprintf(f, "%c%s", j ? ',' : '(', ce->server_names[j]);
+      if (ce->n_server_names)
+        fputc(')', f);
+    }
+    fputc('\n', f);
   }
   fprintf(f, "domains");
   for (size_t i = 0; i < c->n_domains; i++)
@@ -1564,9 +1704,14 @@ void mxgwd_config_summary(const mxgwd_config *c, FILE *f) {
   fmt_dur(d1, sizeof d1, c->spool.max_lifetime_ms);
   fmt_dur(d2, sizeof d2, c->spool.backoff_initial_ms);
   fmt_dur(d3, sizeof d3, c->spool.backoff_max_ms);
-  fprintf(f, "spool %s sync=%s max_lifetime=%s backoff=%s*%lld..%s bounce=%s\n",
+  fprintf(f, "spool %s sync=%s max_lifetime=%s backoff=%s*%lld..%s bounce=%s",
           c->spool.directory, c->spool.sync ? "yes" : "no", d1, d2,
           (long long)c->spool.backoff_factor, d3, n_bounce[c->spool.bounce]);
+  if (c->spool.delay_warning_ms) {
+    fmt_dur(d1, sizeof d1, c->spool.delay_warning_ms);
+    fprintf(f, " delay_warning=%s", d1);
+  }
+  fprintf(f, "\n");
   fprintf(f, "lmtp");
   for (size_t i = 0; i < c->lmtp.n_backends; i++)
     fprintf(f, " %s%s", c->lmtp.backends[i], i ? "(fallback)" : "");

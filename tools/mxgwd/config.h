@@ -44,6 +44,14 @@ enum mxgwd_starttls { MXGWD_LMTP_TLS_NEVER = 0, MXGWD_LMTP_TLS_MAY,
 #define MXGWD_SPF_RESULTS 7
 extern const char *const mxgwd_spf_result_names[MXGWD_SPF_RESULTS];
 
+/* One more certificate pair of a listener (tls.certificates[i]). */
+typedef struct mxgwd_cert {
+  char *cert_file;      /* absolute */
+  char *key_file;       /* absolute, or NULL (then in cert_file) */
+  char **server_names;  /* SNI names, lower case ("*.example.org" allowed) */
+  size_t n_server_names; /* 0: a default pair (e.g. ECDSA beside RSA) */
+} mxgwd_cert;
+
 typedef struct mxgwd_listener {
   char *address;       /* numeric IPv4 or IPv6 ("0.0.0.0", "::" = any) */
   int port;            /* 1..65535 */
@@ -52,6 +60,8 @@ typedef struct mxgwd_listener {
   bool proxy_protocol; /* PROXY v1/v2 header expected first */
   char *cert_file;     /* absolute, or NULL */
   char *key_file;      /* absolute, or NULL (then in cert_file) */
+  mxgwd_cert *certs;   /* tls.certificates, served beside cert_file */
+  size_t n_certs;
   bool auth;           /* AUTH offered (submission, smtps) */
 } mxgwd_listener;
 
@@ -117,6 +127,7 @@ typedef struct mxgwd_config {
     bool journal;             /* the queue's incoming journal */
     int64_t journal_max_body; /* largest body journaled, octets */
     int64_t max_lifetime_ms;
+    int64_t delay_warning_ms; /* "delayed" DSN after this long, 0 = off */
     int64_t backoff_initial_ms;
     int64_t backoff_factor;
     int64_t backoff_max_ms;

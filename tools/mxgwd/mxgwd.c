@@ -187,16 +187,37 @@ static void add_msg(mxgwd_msgs *m, const char *fmt, ...) {
 
 static mxgw_tls *make_tls(const mxgwd_config *c, const mxgwd_listener *l,
                           size_t i, mxgwd_msgs *errs) {
+  /* One context for every pair: tls.cert_file (default), then each of
+   * tls.certificates once per SNI name (or as another default pair: RSA and
+   * ECDSA are chosen per client). mxgw_tls watches all their files. */
   mxgw_tls *t = NULL;
+  char where[64] = "";
   int rv = mxgw_tls_new(&t, MXGW_TLS_SERVER, NULL);
   if (rv == 0)
     rv = mxgw_tls_set_str(t, MXGW_TLS_HOSTNAME, c->hostname);
+  /* the context's own rate limit would otherwise hold tls_check_interval
+   * (MXGW_SRV_OPT_TLS_CHECK_MS) to its default of one minute */
   if (rv == 0)
+    rv = mxgw_tls_set_int(t, MXGW_TLS_RELOAD_INTERVAL_MS,
+                          c->tls_check_interval_ms);
+  if (rv == 0 && l->cert_file)
     rv = mxgw_tls_add_cert_files(t, NULL, l->cert_file, l->key_file);
-  if (rv == 0)
+  for (size_t k = 0; rv == 0 && k < l->n_certs; k++) {
+    const mxgwd_cert *ce = &l->certs[k];
+    snprintf(where, sizeof where, ".certificates[%zu]", k);
+    for (size_t j = 0; rv == 0 && j < (ce->n_server_names ? ce->n_server_names
+                                                          : 1);
+         j++)
+      rv = mxgw_tls_add_cert_files(
+          t, ce->n_server_names ? ce->server_names[j] : NULL, ce->cert_file,
+          ce->key_file);
+  }
+  if (rv == 0) {
+    where[0] = 0;
     rv = mxgw_tls_reload(t);
+  }
   if (rv != 0) {
-    add_msg(errs, "listeners[%zu].tls: %s", i,
+    add_msg(errs, "listeners[%zu].tls%s: %s", i, where,
             t ? mxgw_tls_errmsg(t) : mxgw_strerror(rv));
     mxgw_tls_free(t);
     return NULL;
@@ -264,7 +285,7 @@ static int build(gen *g, mxgwd_msgs *errs) {
       SET(mxgw_server_config_listener_set_int(s, idx, MXGW_LISTENER_PROXY, 1),
           p);
     }
-    if (l->tls_policy != MXGWD_TLS_NONE && l->cert_file) {
+    if (l->tls_policy != MXGWD_TLS_NONE && (l->cert_file || l->n_certs)) {
       g->tls[i] = make_tls(c, l, i, errs);
       if (g->tls[i]) {
         snprintf(p, sizeof p, "listeners[%zu].tls", i);
@@ -360,6 +381,9 @@ static int build(gen *g, mxgwd_msgs *errs) {
   SET(mxgw_server_config_set_deliver_int(s, MXGW_DELIVER_OPT_LIFETIME,
                                          c->spool.max_lifetime_ms / 1000),
       "spool.max_lifetime");
+  SET(mxgw_server_config_set_deliver_int(s, MXGW_DELIVER_OPT_DELAY_WARNING,
+                                         c->spool.delay_warning_ms / 1000),
+      "spool.delay_warning");
   SET(mxgw_server_config_set_deliver_int(s, MXGW_DELIVER_OPT_BACKOFF_INITIAL,
                                          c->spool.backoff_initial_ms / 1000),
       "spool.backoff_initial");
@@ -512,17 +536,18 @@ static void reload(daemon_state *d) {
   g->next = d->gens;
   d->gens = g;
   for (size_t i = 0; i < g->n_tls; i++)
-    if (g->tls[i]) {
-      const char *fp = "";
-      size_t fl = 0;
-      mxgw_tls_cert_str(g->tls[i], 0, MXGW_CERT_FINGERPRINT, &fp, &fl);
-      const char *na = "";
-      size_t nl = 0;
-      mxgw_tls_cert_str(g->tls[i], 0, MXGW_CERT_NOT_AFTER, &na, &nl);
+    for (size_t k = 0; g->tls[i] && k < mxgw_tls_cert_count(g->tls[i]); k++) {
+      const char *fp = "", *na = "", *file = "", *sni = "";
+      size_t fl = 0, nl = 0, il = 0, sl = 0;
+      mxgw_tls_cert_str(g->tls[i], k, MXGW_CERT_FINGERPRINT, &fp, &fl);
+      mxgw_tls_cert_str(g->tls[i], k, MXGW_CERT_NOT_AFTER, &na, &nl);
+      mxgw_tls_cert_str(g->tls[i], k, MXGW_CERT_FILE, &file, &il);
+      mxgw_tls_cert_str(g->tls[i], k, MXGW_CERT_SNI_NAME, &sni, &sl);
       mxgwd_logf(MXGWD_INFO,
-                 "reload: listeners[%zu] certificate %s (sha256 %.*s, "
-                 "valid until %.*s)",
-                 i, g->cfg->listeners[i].cert_file, (int)fl, fp, (int)nl, na);
+                 "reload: listeners[%zu] certificate %.*s%s%.*s%s (sha256 "
+                 "%.*s, valid until %.*s)",
+                 i, (int)il, file, sl ? " for " : "", (int)sl, sni,
+                 sl ? "" : " (default)", (int)fl, fp, (int)nl, na);
     }
   mxgwd_logf(MXGWD_INFO, "reload: done%s", rv == MXGW_E_TLS
                                                ? " (a certificate failed to "
