@@ -4,7 +4,8 @@
  * manner of Postfix's postqueue -p and postsuper. It opens the spool
  * without owning it (no lock, no recovery), so it is safe while a gateway
  * runs. Commands: list [--state S] [--json], show ID, hold ID|ALL,
- * release ID|ALL, delete ID|ALL [--state S], requeue ID|ALL, stats [--json].
+ * release ID|ALL, delete ID|ALL [--state S], requeue ID|ALL, flush ID|ALL,
+ * stats [--json].
  * Exit status: 0 success, 1 failure (unknown ID, message busy, spool
  * error), 2 usage error. See docs/queue.md.
  */
@@ -25,6 +26,7 @@ static void usage(FILE *f) {
           "  release ID|ALL              hold -> incoming\n"
           "  delete ID|ALL [--state S]   remove (postsuper -d)\n"
           "  requeue ID|ALL [--state S]  retry now, failed recipients too\n"
+          "  flush ID|ALL                deferred: retry now (postqueue -f)\n"
           "  stats [--json]              counts per state, oldest deferred\n"
           "states: incoming active deferred hold failed corrupt\n"
           "exit status: 0 ok, 1 failure, 2 usage\n");
@@ -264,6 +266,7 @@ int main(int argc, char **argv) {
            : !strcmp(cmd, "release") ? MXGW_QOP_RELEASE
            : !strcmp(cmd, "delete")  ? MXGW_QOP_DELETE
            : !strcmp(cmd, "requeue") ? MXGW_QOP_REQUEUE
+           : !strcmp(cmd, "flush")   ? MXGW_QOP_FLUSH
                                      : 0;
   int needs_arg = op || !strcmp(cmd, "show");
   if (!op && strcmp(cmd, "show") && strcmp(cmd, "list") &&

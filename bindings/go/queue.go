@@ -86,6 +86,9 @@ const (
 	QueueOpRelease QueueOp = 2
 	QueueOpDelete  QueueOp = 3
 	QueueOpRequeue QueueOp = 4
+	// QueueOpFlush makes deferred messages due now, keeping their
+	// recipients' results (postqueue -f).
+	QueueOpFlush QueueOp = 5
 )
 
 // Queue is a durable spool directory. It may be used by any number of

@@ -275,37 +275,66 @@ func TestQueueJournalDeferredAndRecovery(t *testing.T) {
 	if f, _ := os.ReadDir(filepath.Join(dir, "incoming")); len(f) != 0 {
 		t.Errorf("incoming/ before recovery: %d files", len(f))
 	}
+	// the owner with the journal: the three are indexed again and
+	// delivered from the old segments (nothing written at open)
 	q2 := openJournalQueue(t, dir, 1)
-	defer q2.Close()
 	if v := stat(t, q2, mxgw.QueueStatJournalRecovered); v != 3 {
 		t.Errorf("recovered %d", v)
 	}
-	if v := stat(t, q2, mxgw.QueueStatJournalMessages); v != 0 {
+	if v := stat(t, q2, mxgw.QueueStatJournalMessages); v != 3 {
 		t.Errorf("journal messages after recovery %d", v)
 	}
-	inc, err := q2.List(mxgw.QueueIncoming)
-	if err != nil || strings.Join(inc, ",") != strings.Join(ids, ",") {
-		t.Errorf("incoming after recovery %v (want %v) %v", inc, ids, err)
+	if f, _ := os.ReadDir(filepath.Join(dir, "incoming")); len(f) != 0 {
+		t.Errorf("incoming/ after recovery with the journal: %d files", len(f))
 	}
-	for i, id := range ids {
-		r, err := q2.Load(id)
-		if err != nil {
-			t.Fatal(err)
+	checkRecovered := func(q *mxgw.Queue, inJournal bool) {
+		t.Helper()
+		inc, err := q.List(mxgw.QueueIncoming)
+		if err != nil || strings.Join(inc, ",") != strings.Join(ids, ",") {
+			t.Errorf("incoming after recovery %v (want %v) %v", inc, ids, err)
 		}
-		in := r.Info()
-		b, err := r.OpenBody()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, _ := io.ReadAll(b)
-		b.Close()
-		r.Close()
-		onDisk, _ := os.ReadFile(in.BodyPath)
-		want := journalBody([]string{"r0", "r1", "r2"}[i])
-		if in.InJournal || in.State != mxgw.QueueIncoming || !bytes.Equal(got, want) || !bytes.Equal(onDisk, want) {
-			t.Errorf("recovered %s: %+v body %q", id, in, got)
+		for i, id := range ids {
+			r, err := q.Load(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := r.Info()
+			b, err := r.OpenBody()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(b)
+			b.Close()
+			r.Close()
+			want := journalBody([]string{"r0", "r1", "r2"}[i])
+			if in.InJournal != inJournal || in.State != mxgw.QueueIncoming || !bytes.Equal(got, want) {
+				t.Errorf("recovered %s: %+v body %q", id, in, got)
+			}
+			if !inJournal {
+				if onDisk, _ := os.ReadFile(in.BodyPath); !bytes.Equal(onDisk, want) {
+					t.Errorf("recovered %s: file %q", id, onDisk)
+				}
+			}
 		}
 	}
+	checkRecovered(q2, true)
+	q2.Close()
+	// an owner without the journal: the same three, now as files
+	q3, err := mxgw.NewQueue(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q3.Close()
+	if err := q3.SetOption(mxgw.QueueOptAsyncWorkers, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := q3.Open(); err != nil {
+		t.Fatal(err)
+	}
+	if v := stat(t, q3, mxgw.QueueStatJournalRecovered); v != 3 {
+		t.Errorf("recovered into files %d", v)
+	}
+	checkRecovered(q3, false)
 }
 
 func TestQueueJournalClosedEntry(t *testing.T) {

@@ -3,9 +3,12 @@
  * mxgw_common.c: status-code strings, the version query, and the allocator
  * wrappers used by every module.
  */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
-#include <time.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include "mxgw/mxgw_version.h"
 #include "mxgw_int.h"
@@ -117,4 +120,11 @@ int64_t mxgw__mono_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void mxgw__sock_nodelay(int fd, int family) {
+  if (family != AF_INET && family != AF_INET6)
+    return;
+  int one = 1;
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }

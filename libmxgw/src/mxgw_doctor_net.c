@@ -78,6 +78,7 @@ static int connect_addr(const struct sockaddr *sa, socklen_t sl, int family,
     *err_no = errno;
     return -1;
   }
+  mxgw__sock_nodelay(fd, family);
   if (connect(fd, sa, sl) != 0) {
     if (errno != EINPROGRESS) {
       *err_no = errno;

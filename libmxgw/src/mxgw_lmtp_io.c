@@ -177,6 +177,7 @@ int mxgw_lmtp_conn_open(mxgw_lmtp_conn *k, int64_t now) {
     return MXGW_OK;
   }
   k->fd = fd;
+  mxgw__sock_nodelay(fd, k->sa.ss_family);
   if (connect(fd, (struct sockaddr *)&k->sa, k->salen) == 0) {
     k->connecting = false;
     return mxgw_lmtp_start(k->c, now);

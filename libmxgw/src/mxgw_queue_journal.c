@@ -959,9 +959,17 @@ static int recover(mxgw_queue *q) {
 }
 
 int mxgw__journal_open(mxgw_queue *q) {
-  if (q->create && mkdirat(q->rootfd, "journal", 0700) != 0 &&
-      errno != EEXIST)
-    return mxgw__queue_errno(errno);
+  if (q->create) {
+    if (mkdirat(q->rootfd, "journal", 0700) == 0) {
+      /* a new journal/ (a new spool, or one made before the journal):
+       * its name must be durable before anything in it is acknowledged */
+      int rc = mxgw__queue_dirsync(q, q->rootfd);
+      if (rc != MXGW_OK)
+        return rc;
+    } else if (errno != EEXIST) {
+      return mxgw__queue_errno(errno);
+    }
+  }
   q->jdirfd = openat(q->rootfd, "journal", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (q->jdirfd < 0) {
     /* a spool made before the journal existed: nothing to list or recover

@@ -572,7 +572,7 @@ int mxgw_queue_take(mxgw_queue *q, int64_t now, mxgw_queue_entry **out) {
    * memory and in the page cache, and each one taken saves two files;
    * every 8th take looks at incoming/ and deferred/ first */
   rc = MXGW_E_NOTFOUND;
-  int files_first = (q->take_turn++ & 7) == 0;
+  int files_first = (++q->take_turn & 7) == 0;
   if (q->journal && q->owner && !files_first) {
     rc = mxgw__journal_take(q, out);
     if (rc != MXGW_E_NOTFOUND) {
@@ -797,12 +797,14 @@ static int op_applies(int op, int state) {
   case MXGW_QOP_REQUEUE:
     return state == MXGW_QSTATE_DEFERRED || state == MXGW_QSTATE_HOLD ||
            state == MXGW_QSTATE_FAILED;
+  case MXGW_QOP_FLUSH: return state == MXGW_QSTATE_DEFERRED;
   default: return 0;
   }
 }
 
-/* requeue: failed and deferred recipients become pending, due now */
-static int reset_meta(mxgw_queue *q, int state, const char *id) {
+/* requeue: failed and deferred recipients become pending, due now; flush
+ * (`all` 0): only due now */
+static int reset_meta(mxgw_queue *q, int state, const char *id, int all) {
   mxgw_queue_entry *e = NULL;
   int rc = mxgw__queue_load_at(q, state, id, &e);
   if (rc != MXGW_OK)
@@ -811,7 +813,7 @@ static int reset_meta(mxgw_queue *q, int state, const char *id) {
   size_t i;
   json_array_foreach(rs, i, r) {
     int st = rcpt_state_num(r);
-    if (st == MXGW_RCPT_FAILED || st == MXGW_RCPT_DEFERRED)
+    if (all && (st == MXGW_RCPT_FAILED || st == MXGW_RCPT_DEFERRED))
       json_object_set_new(r, "state", json_string("pending"));
   }
   json_object_set_new(e->meta, "next_attempt", json_integer(0));
@@ -829,8 +831,9 @@ static int apply(mxgw_queue *q, int op, int state, const char *id) {
     return mxgw__queue_move(q, id, state, MXGW_QSTATE_INCOMING, 1);
   case MXGW_QOP_DELETE:
     return remove_msg(q, state, id);
-  case MXGW_QOP_REQUEUE: {
-    int rc = reset_meta(q, state, id);
+  case MXGW_QOP_REQUEUE:
+  case MXGW_QOP_FLUSH: {
+    int rc = reset_meta(q, state, id, op == MXGW_QOP_REQUEUE);
     return rc == MXGW_OK
                ? mxgw__queue_move(q, id, state, MXGW_QSTATE_INCOMING, 1)
                : rc;
@@ -840,7 +843,7 @@ static int apply(mxgw_queue *q, int op, int state, const char *id) {
 }
 
 int mxgw_queue_manage(mxgw_queue *q, int op, const char *id, int state) {
-  if (!q || op < MXGW_QOP_HOLD || op > MXGW_QOP_REQUEUE || state < 0 ||
+  if (!q || op < MXGW_QOP_HOLD || op > MXGW_QOP_FLUSH || state < 0 ||
       state > MXGW_QSTATE_MAX || (id && !mxgw__queue_valid_id(id)))
     return MXGW_E_INVAL;
   if (!q->opened)

@@ -313,6 +313,7 @@ static void start_connect(struct mxgw__srv_px *x, int64_t now) {
     return;
   }
   x->fd = fd;
+  mxgw__sock_nodelay(fd, ss.ss_family);
   if (connect(fd, (struct sockaddr *)&ss, sl) == 0) {
     x->connecting = 0;
   } else if (errno == EINPROGRESS || errno == EAGAIN) {

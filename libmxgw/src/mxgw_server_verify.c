@@ -127,6 +127,7 @@ static int probe_one(const char *target, const char *lhlo, const char *rcpt,
   c.fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (c.fd < 0)
     return 0;
+  mxgw__sock_nodelay(c.fd, ss.ss_family);
   if (connect(c.fd, (struct sockaddr *)&ss, sl) < 0) {
     int err = 0;
     socklen_t el = sizeof err;

@@ -55,6 +55,18 @@ check("hold: 2 messages" in run("hold", "ALL"), "hold ALL (the other two)")
 run("hold", ids[0], code=1)  # already held
 check("release: 3 messages" in run("release", "ALL"), "release ALL")
 check(json.loads(run("stats", "--json"))["incoming"] == 3, "released to incoming")
+# flush (postqueue -f): deferred -> incoming, due now, results kept
+subprocess.run([helper, "defer", spool], check=True, capture_output=True)
+check(all(m["next_attempt"] > 0 for m in json.loads(run("list", "--json"))),
+      "deferred messages have a next attempt")
+check("flush: 3 messages" in run("flush", "ALL"), "flush ALL")
+js = json.loads(run("list", "--json"))
+check(all(m["state"] == "incoming" and m["next_attempt"] == 0 for m in js),
+      "flushed: incoming, due now")
+check(all(m["recipients"][1]["state"] == "deferred" and
+          m["recipients"][0]["state"] == "delivered" for m in js),
+      "flush keeps the recipients' results")
+run("flush", ids[0], code=1)  # not deferred any more
 # fail one, requeue it
 subprocess.run([helper, "defer", spool], check=True, capture_output=True)
 run("requeue", ids[1])

@@ -440,6 +440,11 @@ class Queue(Handle):
         """Make deferred/held/failed messages due now."""
         return self._manage(_capi.MXGW_QOP_REQUEUE, qid, state)
 
+    def flush(self, qid: Optional[str] = None) -> int:
+        """Deferred messages due now, their recipients' results kept
+        (postqueue -f)."""
+        return self._manage(_capi.MXGW_QOP_FLUSH, qid, None)
+
     @_in_use
     def take(self, now: Optional[int] = None) -> Optional[QueueEntry]:
         """Claim the next due message (moved to active), or None."""

@@ -177,16 +177,28 @@ def test_journal_recovered_at_open(tmp_path):
         o.close()
     q.close()  # like a crash: nothing was finished
     assert os.listdir(os.path.join(spool, "incoming")) == []
+    # the owner with the journal indexes them again (nothing written)
     with mxgw.Queue(spool, journal=1) as q2:
         assert q2.stat("journal_recovered") == 3 and q2.stat("journal_torn") == 0
-        assert q2.stat("journal_messages") == 0
+        assert q2.stat("journal_messages") == 3
+        assert os.listdir(os.path.join(spool, "incoming")) == []
         assert q2.count("incoming") == 3 and sorted(q2.ids("incoming")) == sorted(ids)
         for i, qid in enumerate(ids):
             e = q2.show(qid)
+            assert e.in_journal and e.state == "incoming"
+            assert e.read_body() == BODY + b"%d\r\n" % i
+            e.close()
+    # an owner without the journal writes them out as files
+    with mxgw.Queue(spool) as q3:
+        assert q3.stat("journal_recovered") == 3
+        assert q3.count("incoming") == 3 and sorted(q3.ids("incoming")) == sorted(ids)
+        for i, qid in enumerate(ids):
+            e = q3.show(qid)
             assert not e.in_journal and e.state == "incoming"
             assert open(e.get_str("body_path"), "rb").read() == BODY + b"%d\r\n" % i
             assert e.read_body() == BODY + b"%d\r\n" % i
             e.close()
+        assert [f for f in os.listdir(os.path.join(spool, "journal"))] == []
 
 
 def test_journal_options_and_errors(tmp_path):

@@ -181,7 +181,10 @@ typedef enum mxgw_queue_op {
   MXGW_QOP_DELETE = 3,
   /** deferred/hold/failed -> incoming, due now; failed and deferred
    *  recipients become pending again */
-  MXGW_QOP_REQUEUE = 4
+  MXGW_QOP_REQUEUE = 4,
+  /** deferred -> incoming, due now (postqueue -f): deferred recipients are
+   *  tried again at once; failed and delivered ones stay as they are */
+  MXGW_QOP_FLUSH = 5
 } mxgw_queue_op;
 
 /** One finished asynchronous commit (fixed size, no pointers). */
@@ -402,8 +405,13 @@ MXGW_EXTERN int mxgw_queue_entry_body(const mxgw_queue_entry *e, int *fd,
 /**
  * Claim the next due message for delivery: the oldest in the journal (see
  * MXGW_QOPT_JOURNAL), else the oldest in incoming/, else the oldest in
- * deferred/ whose next attempt is <= now (Unix seconds). It is moved to
+ * deferred/ whose next attempt is <= now (Unix seconds); every 8th call
+ * looks at incoming/ and deferred/ before the journal, so that neither
+ * waits behind a journal that never empties under load. It is moved to
  * active/ (a journal message is marked active in memory) and loaded.
+ * deferred/ is not read while the earliest next attempt seen (by the last
+ * reading, and by finish) lies ahead; it is read again at least once a
+ * minute.
  * @return MXGW_OK with *out set, or MXGW_E_NOTFOUND when nothing is due.
  * Errors: MXGW_E_INVAL, MXGW_E_STATE, MXGW_E_IO, MXGW_E_NOMEM.
  */
