@@ -75,6 +75,7 @@ struct mxgw_proxy {
   bool broken;       /* the backend was lost during this transaction */
   bool in_body;      /* DATA accepted by both sides */
   int bol;           /* body output at the beginning of a line */
+  int cr;            /* the body's last octet so far was a CR */
   size_t nacc;       /* recipients the backend accepted */
   size_t nfinal;     /* final replies received */
   finalr *fin;
@@ -410,6 +411,7 @@ static int on_reply(mxgw_proxy *p, const mxgw__lmtp_reply *r, const char *t,
         return rv;
       p->in_body = true;
       p->bol = 1;
+      p->cr = 0;
       p->body_since = now;
       if (tmo(p, MXGW_PROXY_OPT_RECEIVED)) {
         const char *h;
@@ -520,18 +522,47 @@ int mxgw_proxy_set_str(mxgw_proxy *p, int key, const char *v) {
   return MXGW_OK;
 }
 
-/* Dot-stuff a body chunk (CRLF line endings from the session). */
+/* A body chunk into DATA: dot-stuffed, and every line ending sent as
+ * CRLF. The session gives CRLF lines for DATA, but BDAT chunks are passed
+ * as the client sent them, and with MXGW_BARE_NORMALIZE they may hold bare
+ * CR or LF: sent raw, "\r.\r\n" would end the data early on a backend
+ * that accepts a bare CR before the dot (SMTP smuggling), so a bare CR or
+ * LF becomes CRLF here, as the LMTP client does for spooled mail. A CR at
+ * the end of a chunk waits for the next octet (p->cr). */
+static int crlf(mxgw_proxy *p) {
+  p->bol = 1;
+  return mxgw__buf_append(&p->out, &p->mem, "\r\n", 2) ? MXGW_E_NOMEM : 0;
+}
+
 static int put_body(mxgw_proxy *p, const char *d, size_t n) {
   size_t i = 0;
   while (i < n) {
+    if (p->cr) { /* CR LF, or a bare CR: either way one line end */
+      p->cr = 0;
+      if (crlf(p))
+        return MXGW_E_NOMEM;
+      if (d[i] == '\n') {
+        i++;
+        continue;
+      }
+    }
+    if (d[i] == '\r' || d[i] == '\n') {
+      if (d[i] == '\r')
+        p->cr = 1;
+      else if (crlf(p)) /* a bare LF */
+        return MXGW_E_NOMEM;
+      i++;
+      continue;
+    }
     if (p->bol && d[i] == '.' &&
         mxgw__buf_append(&p->out, &p->mem, ".", 1))
       return MXGW_E_NOMEM;
-    const char *nl = memchr(d + i, '\n', n - i);
-    size_t e = nl ? (size_t)(nl - d) + 1 : n;
+    size_t e = i;
+    while (e < n && d[e] != '\r' && d[e] != '\n')
+      e++;
     if (mxgw__buf_append(&p->out, &p->mem, d + i, e - i))
       return MXGW_E_NOMEM;
-    p->bol = nl != NULL;
+    p->bol = 0;
     i = e;
   }
   return MXGW_OK;
@@ -593,8 +624,11 @@ int mxgw_proxy_session_event(mxgw_proxy *p, int ev, int64_t now) {
       end_txn(p);
       break;
     }
-    if (!p->bol && mxgw__buf_append(&p->out, &p->mem, "\r\n", 2))
-      return MXGW_E_NOMEM;
+    if (p->cr || !p->bol) { /* a pending CR, or no line end at the end */
+      p->cr = 0;
+      if (crlf(p))
+        return MXGW_E_NOMEM;
+    }
     if (p->fin_cap < p->nacc) {
       finalr *f = mxgw__realloc(&p->mem, p->fin, p->nacc * sizeof *f);
       if (!f)

@@ -766,6 +766,36 @@ static int scan_segment(int dirfd, uint64_t seq, jscan *s) {
   return rc;
 }
 
+/* A queue ID is live at most once: of message records with the same ID
+ * (never written by this code; a hand-made or damaged journal) the oldest
+ * live one counts and the others are ignored. */
+static int cmp_live(const void *a, const void *b, void *arg) {
+  const jscan *s = arg;
+  size_t x = *(const size_t *)a, y = *(const size_t *)b;
+  int c = strcmp(s->v[x].id, s->v[y].id);
+  return c ? c : x < y ? -1 : x > y;
+}
+
+static int dedup(jscan *s) {
+  size_t n = 0;
+  for (size_t i = 0; i < s->n; i++)
+    n += !s->v[i].gone;
+  if (n < 2)
+    return MXGW_OK;
+  size_t *ix = malloc(n * sizeof *ix);
+  if (!ix)
+    return MXGW_E_NOMEM;
+  for (size_t i = 0, k = 0; i < s->n; i++)
+    if (!s->v[i].gone)
+      ix[k++] = i;
+  qsort_r(ix, n, sizeof *ix, cmp_live, s);
+  for (size_t k = 1; k < n; k++)
+    if (!strcmp(s->v[ix[k]].id, s->v[ix[k - 1]].id))
+      s->v[ix[k]].gone = 1;
+  free(ix);
+  return MXGW_OK;
+}
+
 /* Every segment, oldest first. */
 static int scan_all(mxgw_queue *q, jscan *s) {
   memset(s, 0, sizeof *s);
@@ -815,6 +845,8 @@ static int scan_all(mxgw_queue *q, jscan *s) {
   }
   s->seqs = seqs;
   s->nseqs = n;
+  if (rc == MXGW_OK)
+    rc = dedup(s);
   if (rc != MXGW_OK)
     scan_free(s);
   return rc;

@@ -358,6 +358,7 @@ static void reset_tx(mxgw_session *s) {
   memset(&s->cand, 0, sizeof s->cand);
   s->data_started = false;
   s->bdat_mode = false;
+  s->bdat_cr = false;
   s->msg_size = 0;
   s->line_len = 0;
   s->msg_fail = FAIL_NONE;
@@ -2019,6 +2020,23 @@ static int scan_data(mxgw_session *s) {
   return owed(s);
 }
 
+/* BDAT content is passed on as sent, but without BINARYMIME (not offered)
+ * it must still be lines ended by CRLF (RFC 3030 3, RFC 5321 2.3.8): under
+ * MXGW_BARE_REJECT a bare CR or LF fails the message like in DATA (550
+ * 5.5.2 after the last chunk). A CR at the end of a chunk is judged by the
+ * next octet (or the end of the message). Returns FAIL_BARE_* or 0. */
+static int bdat_bare(mxgw_session *s, const char *p, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    char c = p[i];
+    if (s->bdat_cr && c != '\n')
+      return FAIL_BARE_CR;
+    if (!s->bdat_cr && c == '\n')
+      return FAIL_BARE_LF;
+    s->bdat_cr = c == '\r';
+  }
+  return 0;
+}
+
 static int scan_bdat(mxgw_session *s) {
   size_t n = mxgw__buf_size(&s->in);
   if (s->bdat_left == 0 || n == 0) {
@@ -2053,9 +2071,15 @@ static int scan_bdat(mxgw_session *s) {
       rv = client_error(s);
       return rv < 0 ? fail_nomem(s) : 0;
     }
-    if (s->bdat_last)
+    if (s->bdat_last) {
+      if (s->bdat_cr && !s->msg_fail &&
+          s->opt[MXGW_OPT_BARE_NEWLINE] == MXGW_BARE_REJECT)
+        fail_message(s, FAIL_BARE_CR); /* the message ends in a CR */
       return message_end(s);
+    }
     s->state = ST_CMD;
+    if (s->msg_fail == FAIL_BARE_LF || s->msg_fail == FAIL_BARE_CR)
+      return message_end(s); /* 550 5.5.2 now; later BDATs get 503 */
     if (s->msg_fail == FAIL_SIZE) {
       /* RFC 3030 2: the transaction fails; later BDATs get 503 */
       reset_tx(s);
@@ -2074,6 +2098,12 @@ static int scan_bdat(mxgw_session *s) {
   const char *p = mxgw__buf_ptr(&s->in);
   mxgw__buf_consume(&s->in, take);
   s->bdat_left -= take;
+  if (s->state == ST_BDAT && !s->msg_fail &&
+      s->opt[MXGW_OPT_BARE_NEWLINE] == MXGW_BARE_REJECT) {
+    int why = bdat_bare(s, p, take);
+    if (why)
+      fail_message(s, why);
+  }
   if (s->state == ST_BDAT && !s->msg_fail && add_size(s, take) == 0)
     return body_event(s, p, take);
   return scan_bdat(s);

@@ -115,6 +115,7 @@ struct mxgw_session {
   int msg_fail;      /* 0 or a failure reason (FAIL_*) */
   uint64_t bdat_left;
   bool bdat_last;
+  bool bdat_cr;      /* the last BDAT octet so far was a CR */
   uint64_t bdat_chunk;
   int bdat_rej_code;      /* the application's rejection of a first BDAT */
   char bdat_rej_enh[16];

@@ -402,14 +402,84 @@ Test(data, bdat_chunks) {
   h_send(&h, "BDAT 8\r\n world\r\n");
   H_EXPECT(&h, "250 2.0.0");
   cr_assert_eq(h_count(&h, MXGW_EV_DATA), 1, "DATA only for the first BDAT");
-  h_send(&h, "BDAT 9 LAST\r\n.\r\n..end\n");
+  h_send(&h, "BDAT 10 LAST\r\n.\r\n..end\r\n");
   H_EXPECT(&h, "250 2.0.0");
   cr_assert_eq(h_count(&h, MXGW_EV_MESSAGE_END), 1);
-  /* no dot-unstuffing, no line-ending changes in BDAT */
-  cr_assert_str_eq(h_buf_str(&h.message), "hello world\r\n.\r\n..end\n",
+  /* no dot-unstuffing in BDAT */
+  cr_assert_str_eq(h_buf_str(&h.message), "hello world\r\n.\r\n..end\r\n",
                    "body %s", h_esc0(&h, h_buf_str(&h.message)));
   cr_assert_eq(h_get_int(&h, MXGW_INFO_MESSAGES), 1);
   h_free(&h);
+}
+
+/* BDAT content is not changed, but without BINARYMIME it must be CRLF
+ * lines: under MXGW_BARE_REJECT (the default) a bare LF or CR anywhere,
+ * also a CR ending one chunk and followed by something else than LF in
+ * the next, or a CR that ends the message, fails it with 550 5.5.2 at the
+ * end of the chunk where it is seen (later BDATs get 503, as after a size
+ * failure). A CR LF split across two chunks is fine. MXGW_BARE_NORMALIZE
+ * passes the octets on unchanged (the LMTP client and proxy mode make the
+ * lines CRLF). `bad` 1: seen in chunk 1, 2: in chunk 2. */
+static void bdat_bare_run(int policy, const char *c1, size_t n1,
+                          const char *c2, size_t n2, int bad) {
+  harness h;
+  h_init(&h);
+  h_set(&h, MXGW_OPT_BARE_NEWLINE, policy);
+  h_start_txn(&h);
+  h_buf in = {0};
+  char hdr[64];
+  snprintf(hdr, sizeof hdr, "BDAT %zu\r\n", n1);
+  h_buf_adds(&in, hdr);
+  h_buf_add(&in, c1, n1);
+  snprintf(hdr, sizeof hdr, "BDAT %zu LAST\r\n", n2);
+  h_buf_adds(&in, hdr);
+  h_buf_add(&in, c2, n2);
+  h_sendn(&h, in.p, in.len);
+  if (bad == 1 && policy == MXGW_BARE_REJECT) {
+    H_EXPECT(&h, "550 5.5.2");
+    H_EXPECT(&h, "503 5.5.1");
+    cr_assert_eq(h_count(&h, MXGW_EV_MESSAGE_END), 0);
+    cr_assert_eq(h_count(&h, MXGW_EV_MESSAGE_ABORT), 1);
+    h_buf_free(&in);
+    h_free(&h);
+    return;
+  }
+  H_EXPECT(&h, "250 2.0.0");
+  const char *r = h_pop_reply(&h);
+  if (bad && policy == MXGW_BARE_REJECT) {
+    cr_assert(r && h_reply_is(r, "550 5.5.2"), "%.*s|%.*s: got %s", (int)n1,
+              c1, (int)n2, c2, h_esc0(&h, r));
+    cr_assert_eq(h_count(&h, MXGW_EV_MESSAGE_END), 0);
+    cr_assert_eq(h_count(&h, MXGW_EV_MESSAGE_ABORT), 1);
+  } else {
+    cr_assert(r && h_reply_is(r, "250 2.0.0"), "got %s", h_esc0(&h, r));
+    cr_assert_eq(h_count(&h, MXGW_EV_MESSAGE_END), 1);
+    cr_assert_eq(h.message.len, n1 + n2);
+    cr_assert(!memcmp(h.message.p, c1, n1) &&
+              !memcmp(h.message.p + n1, c2, n2));
+  }
+  h_buf_free(&in);
+  h_free(&h);
+}
+
+Test(data, bdat_bare_newlines) {
+  static const struct {
+    const char *c1, *c2;
+    int bad;
+  } rows[] = {
+      {"a\r\nb", "\r\n", 0},          /* clean */
+      {"a\r", "\nb\r\n", 0},          /* CR LF split across chunks */
+      {"a\nb", "\r\n", 1},             /* bare LF */
+      {"a\rb", "\r\n", 1},             /* bare CR */
+      {"a\r", "b\r\n", 2},             /* CR, then not LF in the next */
+      {"a\r\n", "b\r", 2},             /* ends in a CR */
+      {"x\r\n", "\r.\r\nMAIL FROM:<e@x>\r\n", 2}, /* smuggling */
+  };
+  for (size_t i = 0; i < sizeof rows / sizeof *rows; i++)
+    for (int pol = 0; pol < 2; pol++)
+      bdat_bare_run(pol ? MXGW_BARE_NORMALIZE : MXGW_BARE_REJECT, rows[i].c1,
+                    strlen(rows[i].c1), rows[i].c2, strlen(rows[i].c2),
+                    rows[i].bad);
 }
 
 Test(data, bdat_bytewise) {
