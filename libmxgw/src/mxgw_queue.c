@@ -162,6 +162,23 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Append a copy of s to a growing list of names (free with
+ * mxgw__queue_free_ids). */
+int mxgw__queue_ids_push(char ***v, size_t *n, size_t *cap, const char *s) {
+  if (*n == *cap) {
+    size_t nc = *cap ? *cap * 2 : 64;
+    char **nv = realloc(*v, nc * sizeof *nv);
+    if (!nv)
+      return MXGW_E_NOMEM;
+    *v = nv;
+    *cap = nc;
+  }
+  if (!((*v)[*n] = strdup(s)))
+    return MXGW_E_NOMEM;
+  (*n)++;
+  return MXGW_OK;
+}
+
 void mxgw__queue_free_ids(char **ids, size_t n) {
   for (size_t i = 0; i < n; i++)
     free(ids[i]);
@@ -213,21 +230,8 @@ static int list_names(int dirfd, int json, char ***out, size_t *nout) {
     if (!mxgw__queue_valid_id(name))
       continue;
   add:
-    if (n == cap) {
-      size_t nc = cap ? cap * 2 : 64;
-      char **ni = realloc(ids, nc * sizeof *ni);
-      if (!ni) {
-        rc = MXGW_E_NOMEM;
-        break;
-      }
-      ids = ni;
-      cap = nc;
-    }
-    if (!(ids[n] = strdup(name))) {
-      rc = MXGW_E_NOMEM;
+    if ((rc = mxgw__queue_ids_push(&ids, &n, &cap, name)) != MXGW_OK)
       break;
-    }
-    n++;
   }
   closedir(d);
   if (rc != MXGW_OK) {
@@ -1076,21 +1080,8 @@ static int list_all(int dirfd, char ***out, size_t *n) {
   while ((de = readdir(d)) != NULL) {
     if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
       continue;
-    if (cnt == cap) {
-      size_t nc = cap ? cap * 2 : 32;
-      char **nv = realloc(v, nc * sizeof *nv);
-      if (!nv) {
-        rc = MXGW_E_NOMEM;
-        break;
-      }
-      v = nv;
-      cap = nc;
-    }
-    if (!(v[cnt] = strdup(de->d_name))) {
-      rc = MXGW_E_NOMEM;
+    if ((rc = mxgw__queue_ids_push(&v, &cnt, &cap, de->d_name)) != MXGW_OK)
       break;
-    }
-    cnt++;
   }
   closedir(d);
   if (rc != MXGW_OK) {

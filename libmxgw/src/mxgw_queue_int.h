@@ -137,12 +137,16 @@ void mxgw__queue_admin_unlock(mxgw_queue *q);
 void mxgw__queue_take_reset(mxgw_queue *q);
 int mxgw__queue_list_ids(mxgw_queue *q, int state, char ***ids, size_t *n);
 void mxgw__queue_free_ids(char **ids, size_t n);
+int mxgw__queue_ids_push(char ***v, size_t *n, size_t *cap, const char *s);
 
 /* mxgw_queue_meta.c */
 json_t *mxgw__queue_meta_new(const char *id);
 int mxgw__queue_meta_check(json_t *meta);
 int mxgw__queue_load_at(mxgw_queue *q, int state, const char *id,
                         mxgw_queue_entry **out);
+int mxgw__queue_entry_new(mxgw_queue *q, int state, const char *id,
+                          const char *text, size_t len,
+                          mxgw_queue_entry **out);
 int mxgw__queue_move(mxgw_queue *q, const char *id, int from, int to,
                      int sync);
 void mxgw__queue_deferred_at(mxgw_queue *q, int64_t at);

@@ -426,33 +426,15 @@ void mxgw__journal_commit(mxgw_queue *q, mxgw_queue_msg **v, size_t n) {
 static int entry_from(mxgw_queue *q, int state, const char *id,
                       const char *meta, size_t mlen, uint64_t seq,
                       int64_t off, int64_t len, mxgw_queue_entry **out) {
-  json_error_t err;
-  json_t *mj = json_loadb(meta, mlen, 0, &err);
-  if (!mj && json_error_code(&err) == json_error_out_of_memory)
-    return MXGW_E_NOMEM; /* not a bad record: never quarantine for this */
-  if (!mj || mxgw__queue_meta_check(mj) != MXGW_OK ||
-      strcmp(json_string_value(json_object_get(mj, "id")), id) != 0) {
-    json_decref(mj);
-    return MXGW_E_SYNTAX;
-  }
-  mxgw_queue_entry *e = mxgw__calloc(&q->mem, 1, sizeof *e);
-  if (!e) {
-    json_decref(mj);
-    return MXGW_E_NOMEM;
-  }
-  e->q = q;
-  e->state = state;
-  e->meta = mj;
+  /* NOMEM is not a bad record: recovery never quarantines for it */
+  mxgw_queue_entry *e = NULL;
+  int rc = mxgw__queue_entry_new(q, state, id, meta, mlen, &e);
+  if (rc != MXGW_OK)
+    return rc;
   e->size = len;
   e->in_journal = 1;
   e->jseq = seq;
   e->jbody_off = off;
-  snprintf(e->id, sizeof e->id, "%s", id);
-  for (int i = 0; i < 2; i++) {
-    json_t *v = json_object_get(mj, i ? "spf" : "tls");
-    if (v)
-      e->jtext[i] = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-  }
   *out = e;
   return MXGW_OK;
 }
@@ -1062,21 +1044,8 @@ int mxgw__journal_ids(mxgw_queue *q, int state, char ***ids, size_t *n) {
     pthread_mutex_lock(&q->jlock);
     for (mxgw__jmsg *j = state == MXGW_QSTATE_INCOMING ? q->jin : q->jact; j;
          j = j->next) {
-      if (cnt == cap) {
-        size_t nc = cap ? cap * 2 : 64;
-        char **nv = realloc(v, nc * sizeof *nv);
-        if (!nv) {
-          rc = MXGW_E_NOMEM;
-          break;
-        }
-        v = nv;
-        cap = nc;
-      }
-      if (!(v[cnt] = strdup(j->id))) {
-        rc = MXGW_E_NOMEM;
+      if ((rc = mxgw__queue_ids_push(&v, &cnt, &cap, j->id)) != MXGW_OK)
         break;
-      }
-      cnt++;
     }
     pthread_mutex_unlock(&q->jlock);
   } else if (state == MXGW_QSTATE_INCOMING) {
@@ -1085,21 +1054,8 @@ int mxgw__journal_ids(mxgw_queue *q, int state, char ***ids, size_t *n) {
     for (size_t i = 0; rc == MXGW_OK && i < s.n; i++) {
       if (s.v[i].gone || in_state_dir(q, s.v[i].id))
         continue;
-      if (cnt == cap) {
-        size_t nc = cap ? cap * 2 : 64;
-        char **nv = realloc(v, nc * sizeof *nv);
-        if (!nv) {
-          rc = MXGW_E_NOMEM;
-          break;
-        }
-        v = nv;
-        cap = nc;
-      }
-      if (!(v[cnt] = strdup(s.v[i].id))) {
-        rc = MXGW_E_NOMEM;
+      if ((rc = mxgw__queue_ids_push(&v, &cnt, &cap, s.v[i].id)) != MXGW_OK)
         break;
-      }
-      cnt++;
     }
     if (rc == MXGW_OK || s.v)
       scan_free(&s);

@@ -169,6 +169,41 @@ static int read_file_at(int dirfd, const char *name, char **out, size_t *len) {
   return MXGW_OK;
 }
 
+/* An entry of message `id` in `state` from its metadata text: parsed and
+ * checked (MXGW_E_SYNTAX if it is not this message's metadata; MXGW_E_NOMEM
+ * also when the parser ran out of memory, so that a good message is never
+ * taken for a bad one). Its body is for the caller to set. */
+int mxgw__queue_entry_new(mxgw_queue *q, int state, const char *id,
+                          const char *text, size_t len,
+                          mxgw_queue_entry **out) {
+  json_error_t err;
+  json_t *meta = json_loadb(text, len, 0, &err);
+  if (!meta && json_error_code(&err) == json_error_out_of_memory)
+    return MXGW_E_NOMEM;
+  if (!meta || mxgw__queue_meta_check(meta) != MXGW_OK ||
+      strcmp(json_string_value(json_object_get(meta, "id")), id) != 0) {
+    json_decref(meta);
+    return MXGW_E_SYNTAX;
+  }
+  mxgw_queue_entry *e = mxgw__calloc(&q->mem, 1, sizeof *e);
+  if (!e) {
+    json_decref(meta);
+    return MXGW_E_NOMEM;
+  }
+  e->q = q;
+  e->state = state;
+  e->meta = meta;
+  snprintf(e->id, sizeof e->id, "%s", id);
+  /* TLS and SPF details as text, for mxgw_queue_entry_get_str() */
+  for (int i = 0; i < 2; i++) {
+    json_t *v = json_object_get(meta, i ? "spf" : "tls");
+    if (v)
+      e->jtext[i] = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+  }
+  *out = e;
+  return MXGW_OK;
+}
+
 int mxgw__queue_load_at(mxgw_queue *q, int state, const char *id,
                         mxgw_queue_entry **out) {
   char name[MXGW_QID_MAX + 8];
@@ -179,34 +214,19 @@ int mxgw__queue_load_at(mxgw_queue *q, int state, const char *id,
   int rc = read_file_at(sfd, name, &text, &len);
   if (rc != MXGW_OK)
     return rc;
-  json_error_t err;
-  json_t *meta = json_loadb(text, len, 0, &err);
+  mxgw_queue_entry *e = NULL;
+  rc = mxgw__queue_entry_new(q, state, id, text, len, &e);
   free(text);
-  if (!meta || mxgw__queue_meta_check(meta) != MXGW_OK ||
-      strcmp(json_string_value(json_object_get(meta, "id")), id) != 0) {
-    json_decref(meta);
-    return MXGW_E_SYNTAX;
-  }
-  mxgw_queue_entry *e = mxgw__calloc(&q->mem, 1, sizeof *e);
+  if (rc != MXGW_OK)
+    return rc;
   size_t plen = strlen(q->dir) + strlen(id) + 32;
-  char *path = e ? mxgw__malloc(&q->mem, plen) : NULL;
-  if (!e || !path) {
-    mxgw__free(&q->mem, e);
-    json_decref(meta);
+  char *path = mxgw__malloc(&q->mem, plen);
+  if (!path) {
+    mxgw_queue_entry_free(e);
     return MXGW_E_NOMEM;
   }
   snprintf(path, plen, "%s/%s/%s", q->dir, mxgw_queue_state_name(state), id);
-  e->q = q;
-  e->state = state;
-  e->meta = meta;
   e->body_path = path;
-  snprintf(e->id, sizeof e->id, "%s", id);
-  /* TLS and SPF details as text, for mxgw_queue_entry_get_str() */
-  for (int i = 0; i < 2; i++) {
-    json_t *v = json_object_get(meta, i ? "spf" : "tls");
-    if (v)
-      e->jtext[i] = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-  }
   struct stat st;
   e->size = fstatat(sfd, id, &st, 0) == 0 ? (int64_t)st.st_size : -1;
   *out = e;
