@@ -42,6 +42,7 @@
 #include "mxgw/mxgw_session.h"
 #include "mxgw_deliver_int.h"
 #include "mxgw_lmtp_int.h"
+#include "mxgw_queue_int.h"
 
 #define MAX_BACKENDS 16
 #define NSTATS 8
@@ -78,6 +79,7 @@ struct mxgw_deliver {
   pthread_cond_t run_cv;
   uint64_t run_gen;
   bool run_stop;
+  atomic_bool run_live; /* workers are waiting on run_cv */
 };
 
 /* mxgw_deliver_run() workers keep their LMTP connections between passes
@@ -1093,7 +1095,17 @@ static void deliver_entry(worker *w, mxgw_queue_entry *e) {
   mxgw__free(m, out);
 }
 
-/* One pass: take and deliver until nothing is due. */
+/* Wake one waiting run worker for a pass (a new generation). */
+static void kick_one(mxgw_deliver *d) {
+  pthread_mutex_lock(&d->run_mu);
+  d->run_gen++;
+  pthread_cond_signal(&d->run_cv);
+  pthread_mutex_unlock(&d->run_mu);
+}
+
+/* One pass: take and deliver until nothing is due. With run workers, one
+ * that took a message wakes one more while more is waiting, so concurrency
+ * follows the backlog without waking every worker for each message. */
 static void drain(worker *w) {
   mxgw_deliver *d = w->d;
   for (;;) {
@@ -1101,6 +1113,9 @@ static void drain(worker *w) {
     int rv = mxgw_queue_take(d->q, w->now, &e);
     if (rv == MXGW_E_NOTFOUND)
       break;
+    if (rv == MXGW_OK && atomic_load(&d->run_live) &&
+        mxgw__queue_more_due(d->q))
+      kick_one(d);
     if (rv) {
       stat_add(d, MXGW_DELIVER_STAT_ERRORS, 1);
       logf_simple(d, 2, "mxgw-deliver", "error", "queue take: %s",
@@ -1243,15 +1258,15 @@ int mxgw_deliver_run(mxgw_deliver *d) {
     }
     started++;
   }
-  /* each wake-up or poll interval is a pass: backends marked down in the
-   * last one are tried again, deferred messages that came due are taken */
+  /* each poll interval is a pass: backends marked down in the last one are
+   * tried again, deferred messages that came due are taken (new commits
+   * wake a worker directly: mxgw_deliver_wakeup()) */
+  if (rv == MXGW_OK)
+    atomic_store(&d->run_live, true);
   while (rv == MXGW_OK && !atomic_load(&d->stop)) {
     for (size_t b = 0; b < d->nb; b++)
       atomic_store(&d->be[b].down_until_ms, 0);
-    pthread_mutex_lock(&d->run_mu);
-    d->run_gen++;
-    pthread_cond_broadcast(&d->run_cv);
-    pthread_mutex_unlock(&d->run_mu);
+    kick_one(d);
     struct pollfd p = {d->wake_fd, POLLIN, 0};
     if (poll(&p, 1, (int)d->poll_ms) > 0) {
       uint64_t v;
@@ -1259,6 +1274,7 @@ int mxgw_deliver_run(mxgw_deliver *d) {
         rv = MXGW_E_IO;
     }
   }
+  atomic_store(&d->run_live, false);
   pthread_mutex_lock(&d->run_mu);
   d->run_stop = true;
   pthread_cond_broadcast(&d->run_cv);
@@ -1288,5 +1304,9 @@ int mxgw_deliver_stop(mxgw_deliver *d) {
 int mxgw_deliver_wakeup(mxgw_deliver *d) {
   if (!d)
     return MXGW_E_INVAL;
+  if (atomic_load(&d->run_live)) { /* straight to a waiting worker */
+    kick_one(d);
+    return MXGW_OK;
+  }
   return wake(d);
 }

@@ -152,6 +152,8 @@ int mxgw__queue_move(mxgw_queue *q, const char *id, int from, int to,
 void mxgw__queue_deferred_at(mxgw_queue *q, int64_t at);
 
 /* mxgw_queue_journal.c */
+/* whether take() may find more now (1 when it cannot be known cheaply) */
+int mxgw__queue_more_due(mxgw_queue *q);
 int mxgw__journal_open(mxgw_queue *q);
 void mxgw__journal_close(mxgw_queue *q);
 int mxgw__journal_wants(mxgw_queue *q);

@@ -288,6 +288,15 @@ static void append_mark(mxgw_queue *q, int type, const char *id) {
 /* Commit                                                                   */
 /* ------------------------------------------------------------------------ */
 
+int mxgw__queue_more_due(mxgw_queue *q) {
+  if (!q->journal || !q->owner)
+    return 1; /* not known without reading directories */
+  pthread_mutex_lock(&q->jlock);
+  int more = q->jin != NULL;
+  pthread_mutex_unlock(&q->jlock);
+  return more;
+}
+
 int mxgw__journal_wants(mxgw_queue *q) {
   pthread_mutex_lock(&q->jlock);
   int ok = q->jcount + q->jpending < q->jmax_msgs;
