@@ -33,6 +33,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -135,6 +136,7 @@ struct loop {
   mxgw_spf *spf;
   struct handle dnsh[MAX_DNS_FDS];
   uint32_t dnsev[MAX_DNS_FDS];
+  ino_t dnsino[MAX_DNS_FDS]; /* the socket each registration was made for */
   int ndns;
   pthread_mutex_t mu; /* inbox */
   mxgw_server_req *inbox;
@@ -1778,9 +1780,17 @@ static void dns_sync(struct loop *lp) {
       if (fds[j] == lp->dnsh[i].fd)
         found = 1;
     if (!found) {
-      epoll_ctl(lp->epfd, EPOLL_CTL_DEL, lp->dnsh[i].fd, NULL);
+      /* c-ares has closed it (closing removed it from the epoll set), and
+       * the number may already belong to a new client connection: only a
+       * socket still open as the same file is deleted here. Deleting by
+       * number alone took a connection accepted meanwhile out of the set,
+       * and that session never saw its next command. */
+      struct stat st;
+      if (fstat(lp->dnsh[i].fd, &st) == 0 && st.st_ino == lp->dnsino[i])
+        epoll_ctl(lp->epfd, EPOLL_CTL_DEL, lp->dnsh[i].fd, NULL);
       lp->dnsh[i] = lp->dnsh[lp->ndns - 1];
       lp->dnsev[i] = lp->dnsev[lp->ndns - 1];
+      lp->dnsino[i] = lp->dnsino[lp->ndns - 1];
       lp->ndns--;
       /* fix the data pointers of moved entries below */
       continue;
@@ -1799,9 +1809,11 @@ static void dns_sync(struct loop *lp) {
     if (i == lp->ndns) {
       if (lp->ndns >= MAX_DNS_FDS)
         continue;
+      struct stat st;
       lp->dnsh[i].kind = H_DNS;
       lp->dnsh[i].fd = fds[j];
       lp->dnsev[i] = want;
+      lp->dnsino[i] = fstat(fds[j], &st) == 0 ? st.st_ino : 0;
       lp->ndns++;
       ee.data.ptr = &lp->dnsh[i];
       if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, fds[j], &ee) < 0 &&
