@@ -91,7 +91,10 @@ if printf '%s' "$deps" | grep -q 'libc6'; then
 else
   fail "libmxgw Depends has no libc6 (shlibdeps not run?): '$deps'"
 fi
-if dpkg-deb --ctrl-tarfile "$rt" | tar -t | grep -q 'shlibs'; then
+# (the listing is read whole first: with pipefail, grep -q leaving early
+# would kill tar with SIGPIPE and fail the pipeline although it matched)
+ctrl=$(dpkg-deb --ctrl-tarfile "$rt" | tar -t)
+if printf '%s\n' "$ctrl" | grep -q 'shlibs'; then
   pass "libmxgw ships a shlibs control file"
 else
   fail "libmxgw has no shlibs control file"

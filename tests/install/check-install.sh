@@ -91,7 +91,10 @@ else
   fail "$so is missing or not a symlink"
 fi
 
-if [ -f "$libdir/libmxgw.a" ] && ar t "$libdir/libmxgw.a" | grep -q '\.o$'; then
+# (listings are read whole before grep -q: with pipefail an early grep exit
+# would fail the pipeline through the writer's SIGPIPE)
+if [ -f "$libdir/libmxgw.a" ] && members=$(ar t "$libdir/libmxgw.a") &&
+   printf '%s\n' "$members" | grep -q '\.o$'; then
   pass "libmxgw.a installed ($(ar t "$libdir/libmxgw.a" | wc -l) objects)"
 else
   fail "$libdir/libmxgw.a missing or empty"
@@ -136,7 +139,8 @@ if cmake -S "$here/cmake-consumer" -B "$cm" -DCMAKE_PREFIX_PATH="$prefix" \
     env LD_LIBRARY_PATH="$libdir" "$cm/consumer_shared"
   run_check "find_package consumer (mxgw::mxgw_static) runs" \
     env LD_LIBRARY_PATH= "$cm/consumer_static"
-  if readelf -d "$cm/consumer_static" | grep -q 'NEEDED.*libmxgw'; then
+  dyn=$(readelf -d "$cm/consumer_static")
+  if printf '%s\n' "$dyn" | grep -q 'NEEDED.*libmxgw'; then
     fail "mxgw::mxgw_static consumer needs libmxgw.so"
   else
     pass "mxgw::mxgw_static consumer has libmxgw linked in"
