@@ -93,18 +93,22 @@ class FakeLMTP:
                 send(r)
             elif verb == b"DATA":
                 send(b"354 go ahead")
-                data = b""
+                # a list, joined once: `data += l` copied the whole body
+                # for every line (24 MB in test_big_message_streams took
+                # 19 s here and over 30 s on a CI machine)
+                parts, size = [], 0
                 while True:
                     l = f.readline()
                     if not l:
                         return
-                    if self.drop_mid_data and len(data) > 2000:
+                    if self.drop_mid_data and size > 2000:
                         conn.shutdown(socket.SHUT_RDWR)
                         return
                     if l == b".\r\n":
                         break
-                    data += l
-                self.data = data
+                    parts.append(l)
+                    size += len(l)
+                self.data = b"".join(parts)
                 time.sleep(self.delay)
                 send(*[self.final_reply(a) for a in accepted])
             elif verb == b"RSET":
