@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
-# STARTTLS cost: mxgw-example-smtpd side by side with Postfix, loaded by the
-# SAME client (shared/bench/postfix-peer/tls-bench.py: Python smtplib, one
+# STARTTLS cost: mxgw-example-smtpd and mxgwd (the gateway daemon) side by
+# side with Postfix, loaded by the SAME client (shared/bench/postfix-peer/tls-bench.py: Python smtplib, one
 # message per connection, EHLO [STARTTLS EHLO] MAIL RCPT DATA QUIT from S
 # threads), plain and STARTTLS, plus OpenSSL's own handshake cost with the
 # same certificate and key as the floor:
@@ -26,6 +26,12 @@
 # sink; the example server only writes (and fsyncs) a file per message. The
 # TLS cost proper is therefore the difference tls - plain for each server.
 #
+# mxgwd does Postfix's job: the same certificate with STARTTLS "may", its
+# default configuration otherwise (one event loop per CPU, the journal), SPF
+# off as in Postfix's setup, and every accepted message forwarded over LMTP
+# to the same smtp-sink, so its figure includes the relay as Postfix's does.
+# Its spool is beside Postfix's queue (on /tmp, or /dev/shm with -T).
+#
 # Usage: bench/tls/run.sh [-r 3] [-s 20] [-m 1000] [-t 10] [-q] [-T] [-o FILE]
 #   -r  repeats (medians of them)                         [3]
 #   -s  client threads (parallel connections)             [20]
@@ -40,7 +46,8 @@
 #       latency, not by TLS; -T shows the TLS and SMTP side alone.
 #   -o  also write all output here
 # Environment: MXGW_SMTPD (server binary, default
-#   build/release/examples/mxgw-example-smtpd), MXGW_SHARED (the shared/
+#   build/release/examples/mxgw-example-smtpd), MXGW_MXGWD (default
+#   build/release/tools/mxgwd/mxgwd), MXGW_SHARED (the shared/
 #   directory, default "$(git rev-parse --show-toplevel)/../shared").
 # Needs: root, postfix (smtp-sink), dovecot-core + dovecot-lmtpd (setup.sh
 #   checks for them even with BACKEND=sink), openssl, /usr/bin/python3.
@@ -55,6 +62,7 @@ ROOT=$(git -C "$HERE" rev-parse --show-toplevel 2>/dev/null || (cd "$HERE/../.."
 SHARED=${MXGW_SHARED:-$ROOT/../shared}
 PEER=$SHARED/bench/postfix-peer
 SMTPD=${MXGW_SMTPD:-$ROOT/build/release/examples/mxgw-example-smtpd}
+MXGWD=${MXGW_MXGWD:-$ROOT/build/release/tools/mxgwd/mxgwd}
 PY=/usr/bin/python3
 
 REPS=3; S=20; M=1000; STIME=10; QUIET=""; OUT=""; BASE=/tmp
@@ -65,6 +73,7 @@ while getopts "r:s:m:t:qTo:h" o; do case $o in
 if [ -n "$OUT" ]; then exec > >(tee "$OUT") 2>&1; fi
 
 die() { echo "tls/run.sh: $*" >&2; exit 1; }
+[ -x "$MXGWD" ] || die "no mxgwd at $MXGWD (cmake --build build/release --target mxgwd; or set MXGW_MXGWD)"
 [ -x "$SMTPD" ] || die "no server binary at $SMTPD (cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release && cmake --build build/release -j2 --target mxgw-example-smtpd; or set MXGW_SMTPD)"
 [ -f "$PEER/tls-bench.py" ] || die "postfix-peer scripts not found at $PEER (set MXGW_SHARED)"
 for b in smtp-sink postfix postconf dovecot openssl; do
@@ -84,11 +93,12 @@ export PF_DIR=$W/pf DC_DIR=$W/dovecot MAIL_ROOT=$W/peer-mail
 export PF_PORT=$(free_port) LMTP_PORT=$(free_port) SINK_PORT=$(free_port)
 SS_PORT=$(free_port)
 GW_DIR=$W/gw-mail
-SMTPD_PID=""; SINK_PID=""; SS_PID=""
+SMTPD_PID=""; SINK_PID=""; SS_PID=""; GWD_PID=""
 HZ=$(getconf CLK_TCK)
 
 cleanup() {
   [ -n "$SMTPD_PID" ] && kill -TERM "$SMTPD_PID" 2>/dev/null && wait "$SMTPD_PID" 2>/dev/null
+  [ -n "$GWD_PID" ] && kill -TERM "$GWD_PID" 2>/dev/null && wait "$GWD_PID" 2>/dev/null
   [ -n "$SS_PID" ] && kill -TERM "$SS_PID" 2>/dev/null && wait "$SS_PID" 2>/dev/null
   [ -n "$SINK_PID" ] && kill -TERM "$SINK_PID" 2>/dev/null && wait "$SINK_PID" 2>/dev/null
   exec 3>&- 2>/dev/null
@@ -126,6 +136,31 @@ for _ in $(seq 100); do
 done
 [ -n "$GW_PORT" ] || die "server did not report its port"
 
+# mxgwd: the gateway daemon, relaying to the same sink as Postfix.
+GWD_PORT=$(free_port)
+mkdir -p "$W/gwd"
+cat > "$W/gwd/mxgwd.json" <<JSON
+{
+  "hostname": "gw.example.test",
+  "listeners": [{"address": "127.0.0.1", "port": $GWD_PORT, "mode": "smtp",
+                 "tls": {"policy": "may", "cert_file": "$CERT", "key_file": "$KEY"}}],
+  "domains": ["example.test"],
+  "spf": {"enabled": false},
+  "limits": {"max_connections": 20000, "max_connections_per_ip": 0},
+  "spool": {"directory": "$W/gwd/spool"},
+  "lmtp": {"backends": ["127.0.0.1:$SINK_PORT"]},
+  "logging": {"outputs": [{"destination": "file", "path": "$W/gwd/mxgwd.log", "format": "text"}]}
+}
+JSON
+"$MXGWD" --check-config "$W/gwd/mxgwd.json" >"$W/gwd/check.log" 2>&1 || { cat "$W/gwd/check.log"; die "mxgwd --check-config failed"; }
+"$MXGWD" --config "$W/gwd/mxgwd.json" 2>"$W/gwd/stderr.log" &
+GWD_PID=$!
+for _ in $(seq 100); do
+  (exec 4<>"/dev/tcp/127.0.0.1/$GWD_PORT") 2>/dev/null && break
+  kill -0 "$GWD_PID" 2>/dev/null || { cat "$W/gwd/stderr.log"; die "mxgwd exited"; }
+  sleep 0.1
+done
+
 # s_server's stdin: a FIFO that never delivers anything nor EOF (EOF on
 # stdin would make it spin in select()).
 mkfifo "$W/ss.in"
@@ -135,7 +170,7 @@ openssl s_server -accept "127.0.0.1:$SS_PORT" -cert "$CERT" -key "$KEY" \
 SS_PID=$!
 for _ in $(seq 50); do (exec 4<>"/dev/tcp/127.0.0.1/$SS_PORT") 2>/dev/null && break; sleep 0.1; done
 sleep 1
-echo "# postfix smtpd 127.0.0.1:$PF_PORT (master $PF_MASTER), mxgw-example-smtpd 127.0.0.1:$GW_PORT (pid $SMTPD_PID${QUIET:+, --quiet}), openssl s_server 127.0.0.1:$SS_PORT (pid $SS_PID)"
+echo "# postfix smtpd 127.0.0.1:$PF_PORT (master $PF_MASTER), mxgw-example-smtpd 127.0.0.1:$GW_PORT (pid $SMTPD_PID${QUIET:+, --quiet}), mxgwd 127.0.0.1:$GWD_PORT (pid $GWD_PID), openssl s_server 127.0.0.1:$SS_PORT (pid $SS_PID)"
 
 proccpu() { awk '{ i = match($0, /\) [A-Za-z] /); split(substr($0, i + 2), f, " "); print f[12] + f[13] }' "/proc/$1/stat"; }
 
@@ -164,12 +199,13 @@ run_bench() { # tag port pid rep
   [ "$1" = mxgw ] && find "$GW_DIR" -name '*.eml' -delete
 }
 
-TARGETS=(mxgw postfix openssl)
+TARGETS=(mxgw mxgwd postfix openssl)
 for rep in $(seq "$REPS"); do
-  for k in 0 1 2; do
-    t=${TARGETS[$(( (rep - 1 + k) % 3 ))]}
+  for k in 0 1 2 3; do
+    t=${TARGETS[$(( (rep - 1 + k) % 4 ))]}
     case $t in
       mxgw) run_bench mxgw "$GW_PORT" "$SMTPD_PID" "$rep";;
+      mxgwd) run_bench mxgwd "$GWD_PORT" "$GWD_PID" "$rep";;
       postfix) run_bench postfix "$PF_PORT" "$PF_MASTER" "$rep";;
       openssl) run_stime "$rep";;
     esac
@@ -177,9 +213,12 @@ for rep in $(seq "$REPS"); do
 done | tee "$W/runs.txt"
 
 kill -0 "$SMTPD_PID" 2>/dev/null || die "the example server died; log: $(tail -5 "$W/gw.log")"
+kill -0 "$GWD_PID" 2>/dev/null || die "mxgwd died; log: $(tail -5 "$W/gwd/stderr.log")"
+echo "# mxgwd: $(grep -c 'status=sent' "$W/gwd/mxgwd.log") relayed (status=sent), $(grep -c 'status=deferred' "$W/gwd/mxgwd.log") deferred"
 echo "# example server: $(grep -c 'TLS connection established' "$W/gw.log") TLS sessions logged, $(grep -c ': warning: ' "$W/gw.log") session warnings, $(grep -ci 'handshake failed' "$W/gw.log") failed handshakes"
 # What was negotiated, per target (the same parameters everywhere?)
 echo "# negotiated, mxgw: $(sed -n 's/.*TLS connection established: \(.*\)$/\1/p' "$W/gw.log" | sort | uniq -c | sed 's/^ *//' | paste -sd';')"
+echo "# negotiated, mxgwd: $(sed -n 's/.*TLS connection established: \(.*\)$/\1/p' "$W/gwd/mxgwd.log" | sort | uniq -c | sed 's/^ *//' | paste -sd';')"
 echo "# negotiated, postfix: $(sed -n 's/.*TLS connection established from [^:]*: \(.*\)$/\1/p' "$PF_LOG" | sort | uniq -c | sed 's/^ *//' | paste -sd';')"
 echo "# negotiated, s_server: $(echo | openssl s_client -connect "127.0.0.1:$SS_PORT" 2>&1 | grep -E '^(New,|Server Temp Key|Peer signature type)' | paste -sd' ')"
 
@@ -194,7 +233,7 @@ def med(tag, mode, key):
     return (statistics.median(v), min(v), max(v), len(v)) if v else None
 errs = sum(int(r.get("errors", 0)) for r in runs)
 out = {}
-for tag in ("mxgw", "postfix"):
+for tag in ("mxgw", "mxgwd", "postfix"):
     for mode in ("plain", "tls"):
         out[tag, mode, "mps"] = med(tag, mode, "accept_mps")
         out[tag, mode, "cpu"] = med(tag, mode, "srv_cpu_ms_per_msg")
@@ -210,7 +249,7 @@ def v(x):
 def extra(tag):
     a, b = v(out[tag, "tls", "cpu"]), v(out[tag, "plain", "cpu"])
     return None if a is None or b is None else a - b
-for tag in ("mxgw", "postfix"):
+for tag in ("mxgw", "mxgwd", "postfix"):
     for mode in ("plain", "tls"):
         print("RESULT %s_%s_msgs_per_s %s" % (tag, mode, f(out[tag, mode, "mps"], 1)))
         print("RESULT %s_%s_cpu_ms_per_msg %s" % (tag, mode, f(out[tag, mode, "cpu"], 3)))
@@ -226,15 +265,21 @@ tls_m, tls_p = v(out["mxgw", "tls", "mps"]), v(out["postfix", "tls", "mps"])
 speedup = tls_m / tls_p if tls_m and tls_p else None
 print("RESULT mxgw_tls_cost_vs_openssl %s (target <= 1.2)" % ("NA" if ratio is None else "%.2f" % ratio))
 print("RESULT mxgw_vs_postfix_starttls_msgs_per_s %s (target >= 2)" % ("NA" if speedup is None else "%.2f" % speedup))
+e, d = extra("mxgwd"), v(out["mxgwd", "tls", "mps"])
+print("RESULT mxgwd_tls_cost_vs_openssl %s (target <= 1.2)" % ("NA" if e is None or not h else "%.2f" % (e / h)))
+print("RESULT mxgwd_vs_postfix_starttls_msgs_per_s %s (target >= 2)" % ("NA" if not d or not tls_p else "%.2f" % (d / tls_p)))
 # Per CPU-second of the server: robust against a busy host, where a
 # single-threaded server gets a smaller share of the CPUs than 20 smtpds.
 cm, cp = v(out["mxgw", "tls", "cpu"]), v(out["postfix", "tls", "cpu"])
 print("RESULT mxgw_vs_postfix_starttls_msgs_per_cpu_s %s" % ("NA" if not cm or not cp else "%.2f" % (cp / cm)))
+cd = v(out["mxgwd", "tls", "cpu"])
+print("RESULT mxgwd_vs_postfix_starttls_msgs_per_cpu_s %s" % ("NA" if not cd or not cp else "%.2f" % (cp / cd)))
 print("RESULT client_errors %d" % errs)
 print()
 print("| target | plain msg/s | STARTTLS msg/s | plain CPU ms/msg | STARTTLS CPU ms/msg | TLS extra CPU ms/session |")
 print("|---|---|---|---|---|---|")
-for tag, name in (("mxgw", "mxgw-example-smtpd"), ("postfix", "Postfix smtpd")):
+for tag, name in (("mxgw", "mxgw-example-smtpd"), ("mxgwd", "mxgwd (relays to the sink)"),
+                  ("postfix", "Postfix smtpd (relays to the sink)")):
     e = extra(tag)
     print("| %s | %s | %s | %s | %s | %s |" % (
         name, f(out[tag, "plain", "mps"], 1), f(out[tag, "tls", "mps"], 1),
