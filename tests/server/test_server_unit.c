@@ -2,8 +2,11 @@
 /*
  * test_server_unit.c: the pure parts of the server layer: configuration
  * setters and their validation, accepted-domain matching, policy request
- * replies, and mxgw_server_new()'s configuration checks. (The loop itself
- * is tested end to end by test_server.py.)
+ * replies, and mxgw_server_new()'s configuration checks; and, through the
+ * embedded API (the test decides when each round of the loop runs), the
+ * rounds whose order matters: a stop, and a resolver socket whose number a
+ * new client gets in the same round. (The loop is otherwise tested end to
+ * end by test_server.py.)
  */
 #define _GNU_SOURCE /* mkdtemp */
 #include <criterion/criterion.h>
@@ -272,6 +275,164 @@ Test(server_embedded, greet_quit_stop) {
   cr_assert_eq(mxgw_server_process(srv), 1);
   cr_assert_eq(mxgw_server_run(srv, 1), MXGW_E_STATE);
   close(fd);
+  mxgw_server_free(srv);
+  mxgw_server_config_free(c);
+  rm_rf(dir);
+}
+
+/* ------------------------------------------------------------------------ */
+/* A resolver socket closed and its number reused by a client, in one round */
+/* ------------------------------------------------------------------------ */
+
+static int connect_port(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_port = htons((uint16_t)port)};
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+  return fd;
+}
+
+static void send_str(int fd, const char *s) {
+  cr_assert_eq(send(fd, s, strlen(s), 0), (ssize_t)strlen(s));
+}
+
+static void expect_reply(mxgw_server *srv, int fd, const char *prefix,
+                         const char *what) {
+  char buf[1024];
+  ssize_t n = pump_read(srv, fd, buf, sizeof buf - 1);
+  cr_assert_gt(n, 0, "%s: no reply within 5 s", what);
+  buf[n] = '\0';
+  cr_assert(strncmp(buf, prefix, strlen(prefix)) == 0, "%s: %s", what, buf);
+}
+
+/* The answer to a DNS query (RFC 1035 4.1): its ID and question, one TXT
+ * record "v=spf1 ?all". Returns the length, 0 if q is not a query. */
+static size_t txt_answer(const unsigned char *q, size_t qn, unsigned char *a,
+                         size_t cap) {
+  static const char txt[] = "v=spf1 ?all";
+  size_t i = 12;
+  if (qn < 17)
+    return 0;
+  while (i < qn && q[i] != 0)
+    i += (size_t)q[i] + 1;
+  i += 5; /* root label, QTYPE, QCLASS */
+  if (i > qn || i + 12 + sizeof txt > cap)
+    return 0;
+  memcpy(a, q, i);
+  a[2] = 0x81; /* QR, RD */
+  a[3] = 0x80; /* RA, NOERROR */
+  a[6] = 0, a[7] = 1;   /* ANCOUNT 1 */
+  a[8] = a[9] = a[10] = a[11] = 0;
+  unsigned char rr[] = {0xc0, 12, 0, 16, 0, 1, 0, 0, 0, 60,
+                        0, (unsigned char)sizeof txt,
+                        (unsigned char)(sizeof txt - 1)};
+  memcpy(a + i, rr, sizeof rr);
+  memcpy(a + i + sizeof rr, txt, sizeof txt - 1);
+  return i + sizeof rr + sizeof txt - 1;
+}
+
+/* c-ares closes its UDP socket when its last query is answered. If a
+ * client connects in the same round of the loop, accept() hands that client
+ * the socket's number, and the resolver bookkeeping that runs after the
+ * events (dns_sync) must not take the client's registration out of the
+ * epoll set: the session would never see its next command. (Seen once as a
+ * hung EHLO in go_bindings' TestServerConcurrentPoliciesSPF.) The embedded
+ * API lets the test put both events in one round: the DNS answer and the
+ * connection are both waiting before mxgw_server_process() runs. */
+Test(server_embedded, resolver_fd_reused_by_client) {
+  char dir[] = "/tmp/mxgw-srv-unit-XXXXXX", spool[600], servers[64];
+  cr_assert_not_null(mkdtemp(dir));
+  snprintf(spool, sizeof spool, "%s/spool", dir);
+  int dns = socket(AF_INET, SOCK_DGRAM, 0);
+  struct sockaddr_in da = {.sin_family = AF_INET};
+  socklen_t dl = sizeof da;
+  inet_pton(AF_INET, "127.0.0.1", &da.sin_addr);
+  cr_assert_eq(bind(dns, (struct sockaddr *)&da, sizeof da), 0);
+  cr_assert_eq(getsockname(dns, (struct sockaddr *)&da, &dl), 0);
+  snprintf(servers, sizeof servers, "127.0.0.1:%d", ntohs(da.sin_port));
+
+  mxgw_server_config *c;
+  mxgw_server *srv;
+  cr_assert_eq(mxgw_server_config_new(&c, NULL), 0);
+  cr_assert_eq(mxgw_server_config_set_str(c, MXGW_SRV_OPT_SPOOL_DIR, spool),
+               0);
+  cr_assert_eq(mxgw_server_config_set_str(c, MXGW_OPT_HOSTNAME,
+                                          "unit.example.test"), 0);
+  cr_assert_eq(mxgw_server_config_set_int(c, MXGW_SRV_OPT_DELIVER, 0), 0);
+  cr_assert_eq(mxgw_server_config_set_int(c, MXGW_SRV_OPT_QUEUE_SYNC, 0), 0);
+  cr_assert_eq(mxgw_server_config_set_int(c, MXGW_SRV_OPT_SPF, 1), 0);
+  cr_assert_eq(mxgw_server_config_set_str(c, MXGW_SRV_OPT_DNS_SERVERS,
+                                          servers), 0);
+  cr_assert_eq(mxgw_server_config_set_str(c, MXGW_SRV_OPT_DNS_OPTIONS,
+                                          "timeout_ms=5000;tries=1"), 0);
+  cr_assert_eq(mxgw_server_config_add_listener(c, "127.0.0.1", 0,
+                                               MXGW_LISTEN_SMTP), 0);
+  cr_assert_eq(mxgw_server_new(&srv, c, NULL), 0, "%s",
+               mxgw_server_errmsg(srv));
+  cr_assert_eq(mxgw_server_start(srv), 0, "%s", mxgw_server_errmsg(srv));
+  int port = mxgw_server_listener_port(srv, 0);
+
+  /* A: MAIL FROM starts an SPF check; run the loop until its query is out */
+  int a = connect_port(port);
+  expect_reply(srv, a, "220 ", "A greeting");
+  send_str(a, "EHLO a.example\r\n");
+  expect_reply(srv, a, "250", "A EHLO");
+  send_str(a, "MAIL FROM:<s@spf.example.test>\r\n");
+  unsigned char q[512], ans[600];
+  ssize_t qn = -1;
+  struct sockaddr_storage from;
+  socklen_t fl = sizeof from;
+  for (int i = 0; i < 500 && qn < 0; i++) {
+    cr_assert_geq(mxgw_server_process(srv), 0);
+    struct pollfd p = {dns, POLLIN, 0};
+    if (poll(&p, 1, 10) == 1)
+      qn = recvfrom(dns, q, sizeof q, 0, (struct sockaddr *)&from, &fl);
+  }
+  cr_assert_gt(qn, 0, "no DNS query from the SPF check");
+  size_t an = txt_answer(q, (size_t)qn, ans, sizeof ans);
+  cr_assert_gt(an, 0);
+
+  /* The answer first, then B connects; both wait for the same round. */
+  cr_assert_eq(sendto(dns, ans, an, 0, (struct sockaddr *)&from, fl),
+               (ssize_t)an);
+  usleep(20000);
+  int b = connect_port(port);
+  usleep(20000);
+  cr_assert_geq(mxgw_server_process(srv), 0);
+
+  expect_reply(srv, a, "250", "A MAIL after SPF");
+  expect_reply(srv, b, "220 ", "B greeting");
+  send_str(b, "EHLO b.example\r\n");
+  expect_reply(srv, b, "250", "B EHLO (the client that got the resolver's "
+                              "descriptor number)");
+  /* A second SPF check on A opens a new resolver socket and still works */
+  send_str(a, "RSET\r\n");
+  expect_reply(srv, a, "250", "A RSET");
+  send_str(a, "MAIL FROM:<t@spf2.example.test>\r\n");
+  qn = -1;
+  for (int i = 0; i < 500 && qn < 0; i++) {
+    cr_assert_geq(mxgw_server_process(srv), 0);
+    struct pollfd p = {dns, POLLIN, 0};
+    if (poll(&p, 1, 10) == 1)
+      qn = recvfrom(dns, q, sizeof q, 0, (struct sockaddr *)&from, &fl);
+  }
+  cr_assert_gt(qn, 0, "no DNS query from the second SPF check");
+  an = txt_answer(q, (size_t)qn, ans, sizeof ans);
+  cr_assert_eq(sendto(dns, ans, an, 0, (struct sockaddr *)&from, fl),
+               (ssize_t)an);
+  expect_reply(srv, a, "250", "A second MAIL after SPF");
+  send_str(b, "QUIT\r\n");
+  expect_reply(srv, b, "221", "B QUIT");
+
+  cr_assert_eq(mxgw_server_stop(srv), 0);
+  int rc = 0;
+  for (int i = 0; i < 500 && rc == 0; i++)
+    rc = mxgw_server_process(srv);
+  cr_assert_eq(rc, 1);
+  close(a);
+  close(b);
+  close(dns);
   mxgw_server_free(srv);
   mxgw_server_config_free(c);
   rm_rf(dir);
