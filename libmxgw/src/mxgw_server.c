@@ -1629,6 +1629,14 @@ static void conn_io(struct conn *c, uint32_t events, int64_t now) {
         proxy_input(c, now);
         if (c->dead)
           return;
+      } else if (c->wait == W_GREET && c->in_len == 0 && !c->closed_ev) {
+        /* Gone before the greeting, having said nothing (a port probe, a
+         * client that gave up): nothing is owed, and waiting out the delay
+         * would hold its connection slots (total and per IP) meanwhile. */
+        srv_log(c->lp->srv, MXGW_SRV_LOG_INFO,
+                "hangup during the greeting delay from unknown[%s]",
+                c->addr);
+        c->broken = 1;
       } else if (!c->closed_ev) {
         mxgw_session_eof(c->s);
       }

@@ -415,10 +415,20 @@ class E2E(unittest.TestCase):
                     break
                 data += chunk
         self.assertTrue(data.startswith(b"554 5.5.1"), data)
-        # a patient client gets the greeting after the delay. The fixture's
-        # readiness probe and the early talker count against the per-IP
-        # limit until the gateway has seen them close, which can take up to
-        # a greeting delay: until then a connection may get the limit's 421
+        # a client that hangs up during the delay without a word is let go
+        # at once (its connection slots are not held for the rest of the
+        # delay), and says so in the log
+        hang = r"hangup during the greeting delay from unknown\[127\.0\.0\.1\]"
+        n = len(re.findall(hang, g.log()))
+        t0 = time.time()
+        socket.create_connection(("127.0.0.1", g.port), 10).close()
+        self.assertTrue(g.wait_log(hang, 5, count=n + 1), g.log())
+        self.assertLess(time.time() - t0, 1.0)
+        # a patient client gets the greeting after the delay. The probe,
+        # the fixture's readiness probe and the early talker count against
+        # the per-IP limit until the gateway has seen them close, which
+        # another event loop may do a moment after this connect: until then
+        # a connection may get the limit's 421
         first = None
         deadline = time.time() + 10
         while first is None:

@@ -113,7 +113,9 @@ typedef enum mxgw_server_opt {
   MXGW_SRV_OPT_CONN_RATE_PER_IP = 1003,
   /** Wait this long before the 220 greeting (ms). A client that talks
    *  before the greeting is an early talker: 554 5.5.1 and the connection
-   *  is closed (Postfix postscreen's pregreet test). 0 = greet at once
+   *  is closed (Postfix postscreen's pregreet test). A client that hangs
+   *  up during the delay without a word is closed at once (logged at info
+   *  level), releasing its connection slots. 0 = greet at once
    *  (on a PROXY listener, SMTP bytes that came with the PROXY header are
    *  still refused as early talk). [0] */
   MXGW_SRV_OPT_GREETING_DELAY_MS = 1004,
