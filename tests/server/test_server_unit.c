@@ -212,12 +212,10 @@ static void rm_rf(const char *dir) {
   cr_assert_eq(system(cmd), 0);
 }
 
-Test(server_embedded, greet_quit_stop) {
-  char dir[] = "/tmp/mxgw-srv-unit-XXXXXX", spool[600], buf[512];
-  cr_assert_not_null(mkdtemp(dir));
-  snprintf(spool, sizeof spool, "%s/spool", dir);
+/* A configuration for one in-process server: spool under the test's
+ * directory, no delivery, no fsync, one SMTP listener on a free port. */
+static mxgw_server_config *embedded_config(const char *spool) {
   mxgw_server_config *c;
-  mxgw_server *srv;
   cr_assert_eq(mxgw_server_config_new(&c, NULL), 0);
   cr_assert_eq(mxgw_server_config_set_str(c, MXGW_SRV_OPT_SPOOL_DIR, spool),
                0);
@@ -227,9 +225,25 @@ Test(server_embedded, greet_quit_stop) {
   cr_assert_eq(mxgw_server_config_set_int(c, MXGW_SRV_OPT_QUEUE_SYNC, 0), 0);
   cr_assert_eq(mxgw_server_config_add_listener(c, "127.0.0.1", 0,
                                                MXGW_LISTEN_SMTP), 0);
+  return c;
+}
+
+static mxgw_server *embedded_start(mxgw_server_config *c) {
+  mxgw_server *srv;
   cr_assert_eq(mxgw_server_new(&srv, c, NULL), 0, "%s",
                mxgw_server_errmsg(srv));
   cr_assert_eq(mxgw_server_start(srv), 0, "%s", mxgw_server_errmsg(srv));
+  return srv;
+}
+
+Test(server_embedded, greet_quit_stop) {
+  char dir[] = "/tmp/mxgw-srv-unit-XXXXXX", spool[600], buf[512];
+  cr_assert_not_null(mkdtemp(dir));
+  snprintf(spool, sizeof spool, "%s/spool", dir);
+  mxgw_server_config *c;
+  mxgw_server *srv;
+  c = embedded_config(spool);
+  srv = embedded_start(c);
   cr_assert_eq(mxgw_server_start(srv), MXGW_E_STATE);
   cr_assert_geq(mxgw_server_fd(srv), 0);
   int port = mxgw_server_listener_port(srv, 0);
@@ -332,6 +346,26 @@ static size_t txt_answer(const unsigned char *q, size_t qn, unsigned char *a,
   return i + sizeof rr + sizeof txt - 1;
 }
 
+/* Run the server until its resolver's query reaches the UDP socket dns,
+ * then answer it (and do not run the server again). */
+static void answer_query(mxgw_server *srv, int dns) {
+  unsigned char q[512], ans[600];
+  ssize_t qn = -1;
+  struct sockaddr_storage from;
+  socklen_t fl = sizeof from;
+  for (int i = 0; i < 500 && qn < 0; i++) {
+    cr_assert_geq(mxgw_server_process(srv), 0);
+    struct pollfd p = {dns, POLLIN, 0};
+    if (poll(&p, 1, 10) == 1)
+      qn = recvfrom(dns, q, sizeof q, 0, (struct sockaddr *)&from, &fl);
+  }
+  cr_assert_gt(qn, 0, "no DNS query from the SPF check within 5 s");
+  size_t an = txt_answer(q, (size_t)qn, ans, sizeof ans);
+  cr_assert_gt(an, 0, "not a DNS query");
+  cr_assert_eq(sendto(dns, ans, an, 0, (struct sockaddr *)&from, fl),
+               (ssize_t)an);
+}
+
 /* c-ares closes its UDP socket when its last query is answered. If a
  * client connects in the same round of the loop, accept() hands that client
  * the socket's number, and the resolver bookkeeping that runs after the
@@ -354,23 +388,13 @@ Test(server_embedded, resolver_fd_reused_by_client) {
 
   mxgw_server_config *c;
   mxgw_server *srv;
-  cr_assert_eq(mxgw_server_config_new(&c, NULL), 0);
-  cr_assert_eq(mxgw_server_config_set_str(c, MXGW_SRV_OPT_SPOOL_DIR, spool),
-               0);
-  cr_assert_eq(mxgw_server_config_set_str(c, MXGW_OPT_HOSTNAME,
-                                          "unit.example.test"), 0);
-  cr_assert_eq(mxgw_server_config_set_int(c, MXGW_SRV_OPT_DELIVER, 0), 0);
-  cr_assert_eq(mxgw_server_config_set_int(c, MXGW_SRV_OPT_QUEUE_SYNC, 0), 0);
+  c = embedded_config(spool);
   cr_assert_eq(mxgw_server_config_set_int(c, MXGW_SRV_OPT_SPF, 1), 0);
   cr_assert_eq(mxgw_server_config_set_str(c, MXGW_SRV_OPT_DNS_SERVERS,
                                           servers), 0);
   cr_assert_eq(mxgw_server_config_set_str(c, MXGW_SRV_OPT_DNS_OPTIONS,
                                           "timeout_ms=5000;tries=1"), 0);
-  cr_assert_eq(mxgw_server_config_add_listener(c, "127.0.0.1", 0,
-                                               MXGW_LISTEN_SMTP), 0);
-  cr_assert_eq(mxgw_server_new(&srv, c, NULL), 0, "%s",
-               mxgw_server_errmsg(srv));
-  cr_assert_eq(mxgw_server_start(srv), 0, "%s", mxgw_server_errmsg(srv));
+  srv = embedded_start(c);
   int port = mxgw_server_listener_port(srv, 0);
 
   /* A: MAIL FROM starts an SPF check; run the loop until its query is out */
@@ -379,23 +403,9 @@ Test(server_embedded, resolver_fd_reused_by_client) {
   send_str(a, "EHLO a.example\r\n");
   expect_reply(srv, a, "250", "A EHLO");
   send_str(a, "MAIL FROM:<s@spf.example.test>\r\n");
-  unsigned char q[512], ans[600];
-  ssize_t qn = -1;
-  struct sockaddr_storage from;
-  socklen_t fl = sizeof from;
-  for (int i = 0; i < 500 && qn < 0; i++) {
-    cr_assert_geq(mxgw_server_process(srv), 0);
-    struct pollfd p = {dns, POLLIN, 0};
-    if (poll(&p, 1, 10) == 1)
-      qn = recvfrom(dns, q, sizeof q, 0, (struct sockaddr *)&from, &fl);
-  }
-  cr_assert_gt(qn, 0, "no DNS query from the SPF check");
-  size_t an = txt_answer(q, (size_t)qn, ans, sizeof ans);
-  cr_assert_gt(an, 0);
 
   /* The answer first, then B connects; both wait for the same round. */
-  cr_assert_eq(sendto(dns, ans, an, 0, (struct sockaddr *)&from, fl),
-               (ssize_t)an);
+  answer_query(srv, dns);
   usleep(20000);
   int b = connect_port(port);
   usleep(20000);
@@ -410,17 +420,7 @@ Test(server_embedded, resolver_fd_reused_by_client) {
   send_str(a, "RSET\r\n");
   expect_reply(srv, a, "250", "A RSET");
   send_str(a, "MAIL FROM:<t@spf2.example.test>\r\n");
-  qn = -1;
-  for (int i = 0; i < 500 && qn < 0; i++) {
-    cr_assert_geq(mxgw_server_process(srv), 0);
-    struct pollfd p = {dns, POLLIN, 0};
-    if (poll(&p, 1, 10) == 1)
-      qn = recvfrom(dns, q, sizeof q, 0, (struct sockaddr *)&from, &fl);
-  }
-  cr_assert_gt(qn, 0, "no DNS query from the second SPF check");
-  an = txt_answer(q, (size_t)qn, ans, sizeof ans);
-  cr_assert_eq(sendto(dns, ans, an, 0, (struct sockaddr *)&from, fl),
-               (ssize_t)an);
+  answer_query(srv, dns);
   expect_reply(srv, a, "250", "A second MAIL after SPF");
   send_str(b, "QUIT\r\n");
   expect_reply(srv, b, "221", "B QUIT");
