@@ -760,7 +760,19 @@ static int start_message(mxgw_lmtp *c) {
   return send_envelope(c);
 }
 
-/* Append converted body octets: CRLF lines, dot-stuffed for DATA. */
+/* Length of the run at p (at most n bytes) that holds no CR and no LF. */
+static size_t plain_run(const unsigned char *p, size_t n) {
+  const unsigned char *lf = memchr(p, '\n', n);
+  if (lf)
+    n = (size_t)(lf - p);
+  const unsigned char *cr = memchr(p, '\r', n);
+  return cr ? (size_t)(cr - p) : n;
+}
+
+/* Append converted body octets: CRLF lines, dot-stuffed for DATA. The
+ * bytes between line ends are copied as runs; line ends, a pending CR and
+ * a dot at the start of a line go one byte at a time. The body buffer
+ * stays within the BODY_BUFFER option (a byte may add up to 4 octets). */
 static int conv(mxgw_lmtp *c, const unsigned char *p, size_t n,
                 size_t *taken) {
   mxgw_buf *b = &c->body;
@@ -768,14 +780,27 @@ static int conv(mxgw_lmtp *c, const unsigned char *p, size_t n,
   size_t i = 0;
   if (mxgw__buf_reserve(b, &c->mem, n * 2 + 4 < cap ? n * 2 + 4 : cap + 4))
     return MXGW_E_NOMEM;
-  for (; i < n; i++) {
-    if (mxgw__buf_size(b) + 4 > cap)
+  while (i < n) {
+    size_t size = mxgw__buf_size(b);
+    if (size + 4 > cap)
       break;
+    unsigned char ch = p[i];
+    if (!c->conv_cr && ch != '\r' && ch != '\n' &&
+        !(c->conv_bol && ch == '.' && !c->chunking)) {
+      size_t k = plain_run(p + i, n - i);
+      if (k > cap - 3 - size)
+        k = cap - 3 - size;
+      if (mxgw__buf_append(b, &c->mem, p + i, k))
+        return MXGW_E_NOMEM;
+      c->conv_bol = 0;
+      i += k;
+      continue;
+    }
     if (mxgw__buf_reserve(b, &c->mem, 4))
       return MXGW_E_NOMEM;
     char *w = b->data + b->len;
-    unsigned char ch = p[i];
     size_t k = 0;
+    i++;
     if (c->conv_cr) { /* a CR is pending: CRLF, or a bare CR made CRLF */
       c->conv_cr = 0;
       w[k++] = '\r';

@@ -322,3 +322,103 @@ Test(lmtp, reply_parser_table) {
                MXGW_E_PROTOCOL);
   free(text);
 }
+
+/* The DATA conversion against a byte-at-a-time reference: CRLF, bare CR
+ * and bare LF all become CRLF; a '.' that starts a line is doubled; an
+ * unterminated last line gets its CRLF; then ".\r\n". Random bodies rich in
+ * dots and line ends, pushed in random pieces through a small body buffer
+ * (4,096 octets, the minimum) so that mxgw_lmtp_body() often takes only
+ * part of a piece, and the output taken as it comes. */
+static uint32_t rnd_state = 2463534242u;
+static uint32_t rnd(void) { /* xorshift32: the same bodies every run */
+  rnd_state ^= rnd_state << 13;
+  rnd_state ^= rnd_state >> 17;
+  rnd_state ^= rnd_state << 5;
+  return rnd_state;
+}
+
+static size_t ref_convert(const char *in, size_t n, char *out) {
+  size_t o = 0;
+  int bol = 1;
+  for (size_t i = 0; i < n; i++) {
+    char ch = in[i];
+    if (ch == '\r' || ch == '\n') {
+      if (ch == '\r' && i + 1 < n && in[i + 1] == '\n')
+        i++;
+      out[o++] = '\r';
+      out[o++] = '\n';
+      bol = 1;
+      continue;
+    }
+    if (bol && ch == '.')
+      out[o++] = '.';
+    out[o++] = ch;
+    bol = 0;
+  }
+  if (!bol) {
+    out[o++] = '\r';
+    out[o++] = '\n';
+  }
+  memcpy(out + o, ".\r\n", 3);
+  return o + 3;
+}
+
+static void drain(char *got, size_t *gl, size_t cap) {
+  const char *p;
+  size_t n;
+  cr_assert_eq(mxgw_lmtp_output(c, &p, &n), 0);
+  cr_assert_leq(*gl + n, cap);
+  memcpy(got + *gl, p, n);
+  *gl += n;
+  mxgw_lmtp_consume(c, n);
+}
+
+Test(lmtp, data_conversion_matches_reference) {
+  static const char alphabet[] = "ab.\r\n..\r\nx\n\r yz";
+  enum { MAXB = 20000 };
+  static char body[MAXB], want[3 * MAXB + 8], got[3 * MAXB + 8];
+  for (int round = 0; round < 300; round++) {
+    cr_assert_eq(mxgw_lmtp_config_new(&cfg, NULL), 0);
+    mxgw_lmtp_config_set_str(cfg, MXGW_LMTP_OPT_LHLO_NAME, "gw.test");
+    mxgw_lmtp_config_set_int(cfg, MXGW_LMTP_OPT_PIPELINING, 1);
+    cr_assert_eq(mxgw_lmtp_config_set_int(cfg, MXGW_LMTP_OPT_BODY_BUFFER,
+                                          4096), 0);
+    cr_assert_eq(mxgw_lmtp_new(&c, cfg, NULL), 0);
+    mxgw_lmtp_config_free(cfg);
+    greet();
+    cr_assert_eq(mxgw_lmtp_msg_new(c, "s@origin.test"), 0);
+    cr_assert_eq(mxgw_lmtp_msg_add_rcpt(c, "a@x.test", 0, NULL), 0);
+    cr_assert_eq(mxgw_lmtp_msg_submit(c, now), 0);
+    expect_out("MAIL FROM:<s@origin.test>\r\nRCPT TO:<a@x.test>\r\nDATA\r\n");
+    feed("250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n");
+    cr_assert_eq(next_ev(), MXGW_LMTP_EV_RCPT);
+
+    /* mostly long plain runs, sometimes dense with line ends and dots */
+    size_t n = round < 4 ? (size_t)round : rnd() % MAXB;
+    int dense = rnd() % 3 == 0;
+    for (size_t i = 0; i < n; i++)
+      body[i] = (dense || rnd() % 40 == 0)
+                    ? alphabet[rnd() % (sizeof alphabet - 1)]
+                    : (char)('A' + rnd() % 26);
+    size_t wl = ref_convert(body, n, want), gl = 0, off = 0;
+    int stalls = 0;
+    while (off < n) {
+      size_t piece = 1 + rnd() % (rnd() % 2 ? 9000 : 64);
+      if (piece > n - off)
+        piece = n - off;
+      int k = mxgw_lmtp_body(c, body + off, piece, now);
+      cr_assert_geq(k, 0, "round %d: mxgw_lmtp_body: %d", round, k);
+      off += (size_t)k;
+      stalls = k == 0 ? stalls + 1 : 0;
+      cr_assert_lt(stalls, 3, "round %d: body stalls at %zu", round, off);
+      drain(got, &gl, sizeof got);
+    }
+    cr_assert_eq(mxgw_lmtp_body_end(c, now), 0);
+    drain(got, &gl, sizeof got);
+    cr_assert_eq(gl, wl, "round %d (%zu octets in): %zu out, want %zu", round,
+                 n, gl, wl);
+    cr_assert(memcmp(got, want, wl) == 0, "round %d: output differs", round);
+    mxgw_lmtp_free(c);
+    c = NULL;
+  }
+}
