@@ -241,6 +241,26 @@ int mxgw_deliver_add_backend(mxgw_deliver *d, const char *target) {
   return MXGW_OK;
 }
 
+/* The LMTP client option that deliver option key stands for, or 0. */
+static int lmtp_opt(int key) {
+  switch (key) {
+  case MXGW_DELIVER_OPT_CONNECT_TIMEOUT_MS:
+    return MXGW_LMTP_OPT_CONNECT_TIMEOUT_MS;
+  case MXGW_DELIVER_OPT_COMMAND_TIMEOUT_MS:
+    return MXGW_LMTP_OPT_COMMAND_TIMEOUT_MS;
+  case MXGW_DELIVER_OPT_DATA_TIMEOUT_MS:
+    return MXGW_LMTP_OPT_DATA_TIMEOUT_MS;
+  case MXGW_DELIVER_OPT_STARTTLS:
+    return MXGW_LMTP_OPT_STARTTLS;
+  case MXGW_DELIVER_OPT_XCLIENT:
+    return MXGW_LMTP_OPT_XCLIENT;
+  case MXGW_DELIVER_OPT_MAX_MESSAGES:
+    return MXGW_LMTP_OPT_MAX_MESSAGES;
+  default:
+    return 0;
+  }
+}
+
 int mxgw_deliver_set_int(mxgw_deliver *d, int key, int64_t v) {
   if (!d)
     return MXGW_E_INVAL;
@@ -264,22 +284,10 @@ int mxgw_deliver_set_int(mxgw_deliver *d, int key, int64_t v) {
   case MXGW_DELIVER_OPT_POLL_MS: RANGE(poll_ms, 1, 3600000);
   case MXGW_DELIVER_OPT_DELAY_WARNING: RANGE(delay_warning, 0, INT32_MAX);
 #undef RANGE
-  case MXGW_DELIVER_OPT_CONNECT_TIMEOUT_MS:
-    return mxgw_lmtp_config_set_int(d->cfg, MXGW_LMTP_OPT_CONNECT_TIMEOUT_MS,
-                                    v);
-  case MXGW_DELIVER_OPT_COMMAND_TIMEOUT_MS:
-    return mxgw_lmtp_config_set_int(d->cfg, MXGW_LMTP_OPT_COMMAND_TIMEOUT_MS,
-                                    v);
-  case MXGW_DELIVER_OPT_DATA_TIMEOUT_MS:
-    return mxgw_lmtp_config_set_int(d->cfg, MXGW_LMTP_OPT_DATA_TIMEOUT_MS, v);
-  case MXGW_DELIVER_OPT_STARTTLS:
-    return mxgw_lmtp_config_set_int(d->cfg, MXGW_LMTP_OPT_STARTTLS, v);
-  case MXGW_DELIVER_OPT_XCLIENT:
-    return mxgw_lmtp_config_set_int(d->cfg, MXGW_LMTP_OPT_XCLIENT, v);
-  case MXGW_DELIVER_OPT_MAX_MESSAGES:
-    return mxgw_lmtp_config_set_int(d->cfg, MXGW_LMTP_OPT_MAX_MESSAGES, v);
-  default:
-    return MXGW_E_INVAL;
+  default: {
+    int lk = lmtp_opt(key);
+    return lk ? mxgw_lmtp_config_set_int(d->cfg, lk, v) : MXGW_E_INVAL;
+  }
   }
 }
 
@@ -304,23 +312,10 @@ int mxgw_deliver_get_int(mxgw_deliver *d, int key, int64_t *out) {
     return 0;
   case MXGW_DELIVER_OPT_POLL_MS: *out = d->poll_ms; return 0;
   case MXGW_DELIVER_OPT_DELAY_WARNING: *out = d->delay_warning; return 0;
-  case MXGW_DELIVER_OPT_CONNECT_TIMEOUT_MS:
-    return mxgw_lmtp_config_get_int(d->cfg, MXGW_LMTP_OPT_CONNECT_TIMEOUT_MS,
-                                    out);
-  case MXGW_DELIVER_OPT_COMMAND_TIMEOUT_MS:
-    return mxgw_lmtp_config_get_int(d->cfg, MXGW_LMTP_OPT_COMMAND_TIMEOUT_MS,
-                                    out);
-  case MXGW_DELIVER_OPT_DATA_TIMEOUT_MS:
-    return mxgw_lmtp_config_get_int(d->cfg, MXGW_LMTP_OPT_DATA_TIMEOUT_MS,
-                                    out);
-  case MXGW_DELIVER_OPT_STARTTLS:
-    return mxgw_lmtp_config_get_int(d->cfg, MXGW_LMTP_OPT_STARTTLS, out);
-  case MXGW_DELIVER_OPT_XCLIENT:
-    return mxgw_lmtp_config_get_int(d->cfg, MXGW_LMTP_OPT_XCLIENT, out);
-  case MXGW_DELIVER_OPT_MAX_MESSAGES:
-    return mxgw_lmtp_config_get_int(d->cfg, MXGW_LMTP_OPT_MAX_MESSAGES, out);
-  default:
-    return MXGW_E_INVAL;
+  default: {
+    int lk = lmtp_opt(key);
+    return lk ? mxgw_lmtp_config_get_int(d->cfg, lk, out) : MXGW_E_INVAL;
+  }
   }
 }
 
@@ -1196,13 +1191,34 @@ static void *run_worker_main(void *arg) {
   return NULL;
 }
 
+/* Marks d as running for mxgw_deliver_run*(); false without a backend or
+ * while a run is going on. */
+static bool run_claim(mxgw_deliver *d) {
+  if (d->nb == 0)
+    return false;
+  bool expect = false;
+  return atomic_compare_exchange_strong(&d->running, &expect, true);
+}
+
+/* Starts workers ws[0..n) of d on fn, each with the time now; *started
+ * counts those that run. MXGW_E_IO when not even one could start. */
+static int start_workers(mxgw_deliver *d, worker *ws, size_t n, int64_t now,
+                         void *(*fn)(void *), size_t *started) {
+  *started = 0;
+  for (size_t i = 0; i < n; i++) {
+    ws[i].d = d;
+    ws[i].now = now;
+    if (pthread_create(&ws[i].tid, NULL, fn, &ws[i]) != 0)
+      return *started ? MXGW_OK : MXGW_E_IO;
+    (*started)++;
+  }
+  return MXGW_OK;
+}
+
 int mxgw_deliver_run_once(mxgw_deliver *d, int64_t now) {
   if (!d)
     return MXGW_E_INVAL;
-  if (d->nb == 0)
-    return MXGW_E_STATE;
-  bool expect = false;
-  if (!atomic_compare_exchange_strong(&d->running, &expect, true))
+  if (!run_claim(d))
     return MXGW_E_STATE;
   for (size_t b = 0; b < d->nb; b++)
     atomic_store(&d->be[b].down_until_ms, 0);
@@ -1212,18 +1228,8 @@ int mxgw_deliver_run_once(mxgw_deliver *d, int64_t now) {
     atomic_store(&d->running, false);
     return MXGW_E_NOMEM;
   }
-  size_t started = 0;
-  int rv = MXGW_OK;
-  for (size_t i = 0; i < n; i++) {
-    ws[i].d = d;
-    ws[i].now = now;
-    if (pthread_create(&ws[i].tid, NULL, worker_main, &ws[i]) != 0) {
-      if (started == 0)
-        rv = MXGW_E_IO;
-      break;
-    }
-    started++;
-  }
+  size_t started;
+  int rv = start_workers(d, ws, n, now, worker_main, &started);
   int tried = 0;
   for (size_t i = 0; i < started; i++) {
     pthread_join(ws[i].tid, NULL);
@@ -1237,10 +1243,7 @@ int mxgw_deliver_run_once(mxgw_deliver *d, int64_t now) {
 int mxgw_deliver_run(mxgw_deliver *d) {
   if (!d)
     return MXGW_E_INVAL;
-  if (d->nb == 0)
-    return MXGW_E_STATE;
-  bool expect = false;
-  if (!atomic_compare_exchange_strong(&d->running, &expect, true))
+  if (!run_claim(d))
     return MXGW_E_STATE;
   size_t n = (size_t)d->concurrency, started = 0;
   worker *ws = mxgw__calloc(&d->mem, n, sizeof *ws);
@@ -1249,15 +1252,8 @@ int mxgw_deliver_run(mxgw_deliver *d) {
   d->run_stop = false;
   d->run_gen = 0;
   pthread_mutex_unlock(&d->run_mu);
-  for (size_t i = 0; ws && i < n; i++) {
-    ws[i].d = d;
-    if (pthread_create(&ws[i].tid, NULL, run_worker_main, &ws[i]) != 0) {
-      if (started == 0)
-        rv = MXGW_E_IO;
-      break;
-    }
-    started++;
-  }
+  if (ws)
+    rv = start_workers(d, ws, n, 0, run_worker_main, &started);
   /* each poll interval is a pass: backends marked down in the last one are
    * tried again, deferred messages that came due are taken (new commits
    * wake a worker directly: mxgw_deliver_wakeup()) */

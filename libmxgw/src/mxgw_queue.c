@@ -185,22 +185,33 @@ void mxgw__queue_free_ids(char **ids, size_t n) {
   free(ids);
 }
 
+/* A stream over the entries of dirfd, on a descriptor of its own (dirfd
+ * and its offset stay as they are); NULL with *rc set when that fails. */
+static DIR *dir_stream(int dirfd, int *rc) {
+  int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    *rc = mxgw__queue_errno(errno);
+    return NULL;
+  }
+  DIR *d = fdopendir(fd);
+  if (!d) {
+    close(fd);
+    *rc = mxgw__queue_errno(errno);
+  }
+  return d;
+}
+
 /* Names in a directory: with json=1 the IDs that have "<id>.json", with
  * json=0 the bare "<id>" body names, with json=2 every name that starts
  * with an ID (corrupt/: "<id>", "<id>.json", "<id>.N", "<id>.json.N").
  * Sorted. */
 static int list_names(int dirfd, int json, char ***out, size_t *nout) {
-  int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return mxgw__queue_errno(errno);
-  DIR *d = fdopendir(fd);
-  if (!d) {
-    close(fd);
-    return mxgw__queue_errno(errno);
-  }
+  int rc = MXGW_OK;
+  DIR *d = dir_stream(dirfd, &rc);
+  if (!d)
+    return rc;
   char **ids = NULL;
   size_t n = 0, cap = 0;
-  int rc = MXGW_OK;
   struct dirent *de;
   while ((de = readdir(d)) != NULL) {
     char name[MXGW_QID_MAX + 8];
@@ -394,6 +405,34 @@ static int open_dir(mxgw_queue *q, int parent, const char *name, int *fd) {
 static void *worker_main(void *arg);
 static int recover(mxgw_queue *q);
 
+/* Undoes what mxgw_queue_open() set up, as far as it got: stops and joins
+ * the workers, closes the journal and every descriptor (set to -1). For a
+ * failed opening and for mxgw_queue_free(). */
+static void teardown(mxgw_queue *q) {
+  pthread_mutex_lock(&q->lock);
+  q->stopping = 1;
+  pthread_cond_broadcast(&q->work);
+  pthread_mutex_unlock(&q->lock);
+  for (int i = 0; i < q->nthreads; i++)
+    pthread_join(q->threads[i], NULL);
+  q->nthreads = 0;
+  q->stopping = 0;
+  mxgw__journal_close(q);
+  for (int i = 0; i <= MXGW_QSTATE_MAX; i++)
+    if (q->statefd[i] >= 0) {
+      close(q->statefd[i]);
+      q->statefd[i] = -1;
+    }
+  int *fds[] = {&q->rootfd, &q->tmpfd, &q->lockfd, &q->adminfd, &q->evfd};
+  for (size_t i = 0; i < sizeof fds / sizeof *fds; i++)
+    if (*fds[i] >= 0) {
+      close(*fds[i]);
+      *fds[i] = -1;
+    }
+  mxgw__free(&q->mem, q->threads);
+  q->threads = NULL;
+}
+
 int mxgw_queue_open(mxgw_queue *q) {
   if (!q)
     return MXGW_E_INVAL;
@@ -458,30 +497,7 @@ int mxgw_queue_open(mxgw_queue *q) {
   return MXGW_OK;
 fail:
   q->opened = 1; /* let free() tear down */
-  {
-    pthread_mutex_lock(&q->lock);
-    q->stopping = 1;
-    pthread_cond_broadcast(&q->work);
-    pthread_mutex_unlock(&q->lock);
-    for (int i = 0; i < q->nthreads; i++)
-      pthread_join(q->threads[i], NULL);
-    q->nthreads = 0;
-    q->stopping = 0;
-  }
-  mxgw__journal_close(q);
-  for (int i = 0; i <= MXGW_QSTATE_MAX; i++)
-    if (q->statefd[i] >= 0) {
-      close(q->statefd[i]);
-      q->statefd[i] = -1;
-    }
-  int *fds[] = {&q->rootfd, &q->tmpfd, &q->lockfd, &q->adminfd, &q->evfd};
-  for (size_t i = 0; i < sizeof fds / sizeof *fds; i++)
-    if (*fds[i] >= 0) {
-      close(*fds[i]);
-      *fds[i] = -1;
-    }
-  mxgw__free(&q->mem, q->threads);
-  q->threads = NULL;
+  teardown(q);
   q->opened = 0;
   return rc;
 }
@@ -489,20 +505,7 @@ fail:
 void mxgw_queue_free(mxgw_queue *q) {
   if (!q)
     return;
-  pthread_mutex_lock(&q->lock);
-  q->stopping = 1;
-  pthread_cond_broadcast(&q->work);
-  pthread_mutex_unlock(&q->lock);
-  for (int i = 0; i < q->nthreads; i++)
-    pthread_join(q->threads[i], NULL);
-  mxgw__journal_close(q);
-  for (int i = 0; i <= MXGW_QSTATE_MAX; i++)
-    if (q->statefd[i] >= 0)
-      close(q->statefd[i]);
-  int fds[] = {q->rootfd, q->tmpfd, q->lockfd, q->adminfd, q->evfd};
-  for (size_t i = 0; i < sizeof fds / sizeof *fds; i++)
-    if (fds[i] >= 0)
-      close(fds[i]);
+  teardown(q);
   mxgw__queue_take_reset(q);
   pthread_mutex_destroy(&q->idlock);
   pthread_mutex_destroy(&q->lock);
@@ -510,7 +513,6 @@ void mxgw_queue_free(mxgw_queue *q) {
   pthread_mutex_destroy(&q->jlock);
   pthread_cond_destroy(&q->cond);
   pthread_cond_destroy(&q->work);
-  mxgw__free(&q->mem, q->threads);
   mxgw__free(&q->mem, q->done);
   mxgw__free(&q->mem, q->dir);
   mxgw_mem m = q->mem;
@@ -1065,18 +1067,13 @@ static int tmp_explains(char **tmpnames, size_t ntmp, const char *id) {
 }
 
 static int list_all(int dirfd, char ***out, size_t *n) {
-  int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return mxgw__queue_errno(errno);
-  DIR *d = fdopendir(fd);
-  if (!d) {
-    close(fd);
-    return mxgw__queue_errno(errno);
-  }
+  int rc = MXGW_OK;
+  DIR *d = dir_stream(dirfd, &rc);
+  if (!d)
+    return rc;
   char **v = NULL;
   size_t cnt = 0, cap = 0;
   struct dirent *de;
-  int rc = MXGW_OK;
   while ((de = readdir(d)) != NULL) {
     if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
       continue;

@@ -455,6 +455,24 @@ void mxgw_session_free(mxgw_session *s) {
   mxgw__free(&m, s);
 }
 
+/* Replaces *pa and *pb with copies of a and b (NULL for NULL): both or,
+ * when there is no memory for them, neither. */
+static int set_str_pair(mxgw_session *s, char **pa, const char *a, char **pb,
+                        const char *b) {
+  char *ca = a ? mxgw__strdup(&s->mem, a) : NULL;
+  char *cb = b ? mxgw__strdup(&s->mem, b) : NULL;
+  if ((a && !ca) || (b && !cb)) {
+    mxgw__free(&s->mem, ca);
+    mxgw__free(&s->mem, cb);
+    return set_err(s, MXGW_E_NOMEM, "out of memory");
+  }
+  mxgw__free(&s->mem, *pa);
+  mxgw__free(&s->mem, *pb);
+  *pa = ca;
+  *pb = cb;
+  return MXGW_OK;
+}
+
 int mxgw_session_set_peer(mxgw_session *s, const char *addr, int port,
                           const char *host) {
   if (!s || !addr)
@@ -468,17 +486,9 @@ int mxgw_session_set_peer(mxgw_session *s, const char *addr, int port,
     return set_err(s, MXGW_E_INVAL, "peer port out of range");
   if (host && !mxgw__valid_domain(host, strlen(host), false))
     return set_err(s, MXGW_E_INVAL, "peer host name is not a valid domain");
-  char *a = mxgw__strdup(&s->mem, addr);
-  char *h = host ? mxgw__strdup(&s->mem, host) : NULL;
-  if (!a || (host && !h)) {
-    mxgw__free(&s->mem, a);
-    mxgw__free(&s->mem, h);
-    return set_err(s, MXGW_E_NOMEM, "out of memory");
-  }
-  mxgw__free(&s->mem, s->peer_addr);
-  mxgw__free(&s->mem, s->peer_host);
-  s->peer_addr = a;
-  s->peer_host = h;
+  int rv = set_str_pair(s, &s->peer_addr, addr, &s->peer_host, host);
+  if (rv)
+    return rv;
   s->peer_port = port;
   return MXGW_OK;
 }
@@ -1777,17 +1787,9 @@ int mxgw_session_starttls_done(mxgw_session *s, const char *protocol,
                                     "session runs TLS itself)");
   if ((protocol && !printable_text(protocol)) || (cipher && !printable_text(cipher)))
     return set_err(s, MXGW_E_INVAL, "control characters in TLS parameters");
-  char *p = protocol ? mxgw__strdup(&s->mem, protocol) : NULL;
-  char *c = cipher ? mxgw__strdup(&s->mem, cipher) : NULL;
-  if ((protocol && !p) || (cipher && !c)) {
-    mxgw__free(&s->mem, p);
-    mxgw__free(&s->mem, c);
-    return set_err(s, MXGW_E_NOMEM, "out of memory");
-  }
-  mxgw__free(&s->mem, s->tls_proto);
-  mxgw__free(&s->mem, s->tls_cipher);
-  s->tls_proto = p;
-  s->tls_cipher = c;
+  int rv = set_str_pair(s, &s->tls_proto, protocol, &s->tls_cipher, cipher);
+  if (rv)
+    return rv;
   s->tls = true;
   forget_pre_tls(s);
   mxgw__buf_reset(&s->in);
@@ -2170,6 +2172,15 @@ toolong:
   return -1;
 }
 
+/* A command line refused before it is parsed (too long, bare CR or LF):
+ * counted as unknown, ends an AUTH exchange, 500 with text. */
+static int reject_line(mxgw_session *s, const char *text) {
+  s->cmd_total[C_UNKNOWN]++;
+  if (s->state == ST_AUTH)
+    s->state = ST_CMD;
+  return err_reply(s, 500, "5.5.2", text);
+}
+
 static int process_input(mxgw_session *s) {
   for (;;) {
     if (s->state == ST_CLOSED || s->pending)
@@ -2219,10 +2230,7 @@ static int process_input(mxgw_session *s) {
       }
       mxgw__buf_consume(&s->in, (size_t)(lf - p) + 1);
       s->skip_line = false;
-      s->cmd_total[C_UNKNOWN]++;
-      if (s->state == ST_AUTH)
-        s->state = ST_CMD;
-      if (err_reply(s, 500, "5.5.2", "Error: line too long"))
+      if (reject_line(s, "Error: line too long"))
         return fail_nomem(s);
       continue;
     }
@@ -2233,10 +2241,7 @@ static int process_input(mxgw_session *s) {
       continue; /* over-long line: now skipping to its end */
     if (bare == 3) {
       mxgw__buf_consume(&s->in, adv);
-      s->cmd_total[C_UNKNOWN]++;
-      if (s->state == ST_AUTH)
-        s->state = ST_CMD;
-      if (err_reply(s, 500, "5.5.2", "Error: line too long"))
+      if (reject_line(s, "Error: line too long"))
         return fail_nomem(s);
       continue;
     }
@@ -2244,12 +2249,8 @@ static int process_input(mxgw_session *s) {
       slogf(s, MXGW_LOG_PROTOCOL, "bare <%s> in command",
             bare == 1 ? "LF" : "CR");
       mxgw__buf_consume(&s->in, adv);
-      if (s->state == ST_AUTH)
-        s->state = ST_CMD;
-      s->cmd_total[C_UNKNOWN]++;
-      if (err_reply(s, 500, "5.5.2",
-                    bare == 1 ? "Error: bare <LF> received; use <CR><LF>"
-                              : "Error: bare <CR> received; use <CR><LF>"))
+      if (reject_line(s, bare == 1 ? "Error: bare <LF> received; use <CR><LF>"
+                                   : "Error: bare <CR> received; use <CR><LF>"))
         return fail_nomem(s);
       continue;
     }

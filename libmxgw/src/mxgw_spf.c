@@ -878,10 +878,30 @@ static spf_slot *slots_new(mxgw_spf_check *c, size_t n) {
   return c->slots;
 }
 
-/* One slot per target name of ans[0..n) (MX exchanges, PTR names), without
- * the final dot. A name that cannot be looked up, including a null MX (".",
- * RFC 7505), gets status -1: it has no addresses to ask. false after
+/* The next slot, for the target name of ans[i] (an MX exchange, a PTR
+ * name) without the final dot; the caller sets its status. NULL after
  * nomem(). */
+static spf_slot *slot_add(mxgw_spf_check *c, const mxgw_dns_answer *ans,
+                          size_t i) {
+  const char *p;
+  size_t l;
+  mxgw_dns_answer_data(ans, i, &p, &l);
+  if (l && p[l - 1] == '.')
+    l--;
+  spf_slot *sl = &c->slots[c->nslots++];
+  sl->c = c;
+  sl->name = mxgw__spf_strndup(&c->arena, &c->mem, p, l);
+  sl->nlen = l;
+  if (!sl->name) {
+    nomem(c);
+    return NULL;
+  }
+  return sl;
+}
+
+/* One slot per target name of ans[0..n) (MX exchanges, PTR names). A name
+ * that cannot be looked up, including a null MX (".", RFC 7505), gets
+ * status -1: it has no addresses to ask. false after nomem(). */
 static bool slots_from_names(mxgw_spf_check *c, const mxgw_dns_answer *ans,
                              size_t n) {
   if (!slots_new(c, n)) {
@@ -889,20 +909,10 @@ static bool slots_from_names(mxgw_spf_check *c, const mxgw_dns_answer *ans,
     return false;
   }
   for (size_t i = 0; i < n; i++) {
-    const char *p;
-    size_t l;
-    mxgw_dns_answer_data(ans, i, &p, &l);
-    if (l && p[l - 1] == '.')
-      l--;
-    spf_slot *sl = &c->slots[c->nslots++];
-    sl->c = c;
-    sl->name = mxgw__spf_strndup(&c->arena, &c->mem, p, l);
-    sl->nlen = l;
-    if (!sl->name) {
-      nomem(c);
+    spf_slot *sl = slot_add(c, ans, i);
+    if (!sl)
       return false;
-    }
-    sl->status = mxgw__spf_name_ok(p, l) ? -1 : 0;
+    sl->status = mxgw__spf_name_ok(sl->name, sl->nlen) ? -1 : 0;
   }
   return true;
 }
@@ -976,6 +986,15 @@ static void need_p(mxgw_spf_check *c) {
   ask(c, c->rev, MXGW_DNS_PTR, W_P_PTR);
 }
 
+/* How many PTR names of ans to look at: the rest past max_ptr are ignored
+ * (4.6.4); the largest count seen is kept for the caller. */
+static size_t ptr_count(mxgw_spf_check *c, const mxgw_dns_answer *ans) {
+  size_t n = mxgw_dns_answer_count(ans);
+  if ((int)n > c->ptr_names)
+    c->ptr_names = (int)n;
+  return n > (size_t)c->max_ptr ? (size_t)c->max_ptr : n;
+}
+
 static void p_ptr_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans) {
   TRACE(c) {
     tr_answer(c, c->fr ? c->fr->depth : 0, MXGW_DNS_PTR, c->rev, st, ans,
@@ -985,11 +1004,7 @@ static void p_ptr_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans) 
     c->p_state = 2;
     return;
   }
-  size_t n = mxgw_dns_answer_count(ans);
-  if ((int)n > c->ptr_names)
-    c->ptr_names = (int)n;
-  if (n > (size_t)c->max_ptr)
-    n = (size_t)c->max_ptr;
+  size_t n = ptr_count(c, ans);
   if (slots_from_names(c, ans, n))
     batch_start(c, W_BATCH_P);
 }
@@ -1269,19 +1284,28 @@ static void record_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans)
   f->sub = SUB_BEGIN;
 }
 
+/* The start of every mechanism's answer (the lookup of type for name):
+ * trace it, and on NXDOMAIN or NODATA count a void lookup (4.6.4) and let
+ * term t not match. 1 when that settled the answer. */
+static int mech_answer_void(mxgw_spf_check *c, const spf_term *t, int type,
+                            const char *name, int st,
+                            const mxgw_dns_answer *ans) {
+  TRACE(c) {
+    tr_answer(c, c->fr->depth, type, name, st, ans, TRS_NONE);
+  }
+  if (st != MXGW_DNS_NXDOMAIN && st != MXGW_DNS_NODATA)
+    return 0;
+  if (!void_lookup(c, t))
+    term_outcome(c, O_NOMATCH, void_why(c, name, type, st));
+  return 1;
+}
+
 static void a_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans,
                      int exists) {
   spf_frame *f = c->fr;
   const spf_term *t = cur_term(c);
-  TRACE(c) {
-    tr_answer(c, f->depth, c->qtype, f->target, st, ans, TRS_NONE);
-  }
-  if (st == MXGW_DNS_NXDOMAIN || st == MXGW_DNS_NODATA) {
-    if (void_lookup(c, t))
-      return;
-    term_outcome(c, O_NOMATCH, void_why(c, f->target, c->qtype, st));
+  if (mech_answer_void(c, t, c->qtype, f->target, st, ans))
     return;
-  }
   if (st != MXGW_DNS_OK) {
     dns_error(c, t, c->qtype, f->target, st);
     return;
@@ -1310,15 +1334,8 @@ static void a_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans,
 static void mx_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans) {
   spf_frame *f = c->fr;
   const spf_term *t = cur_term(c);
-  TRACE(c) {
-    tr_answer(c, f->depth, MXGW_DNS_MX, f->target, st, ans, TRS_NONE);
-  }
-  if (st == MXGW_DNS_NXDOMAIN || st == MXGW_DNS_NODATA) {
-    if (void_lookup(c, t))
-      return;
-    term_outcome(c, O_NOMATCH, void_why(c, f->target, MXGW_DNS_MX, st));
+  if (mech_answer_void(c, t, MXGW_DNS_MX, f->target, st, ans))
     return;
-  }
   if (st != MXGW_DNS_OK) {
     dns_error(c, t, MXGW_DNS_MX, f->target, st);
     return;
@@ -1367,15 +1384,8 @@ static void mx_batch_done(mxgw_spf_check *c) {
 static void ptr_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans) {
   spf_frame *f = c->fr;
   const spf_term *t = cur_term(c);
-  TRACE(c) {
-    tr_answer(c, f->depth, MXGW_DNS_PTR, c->rev, st, ans, TRS_NONE);
-  }
-  if (st == MXGW_DNS_NXDOMAIN || st == MXGW_DNS_NODATA) {
-    if (void_lookup(c, t))
-      return;
-    term_outcome(c, O_NOMATCH, void_why(c, c->rev, MXGW_DNS_PTR, st));
+  if (mech_answer_void(c, t, MXGW_DNS_PTR, c->rev, st, ans))
     return;
-  }
   if (st != MXGW_DNS_OK) {
     /* 5.5: a DNS error in the PTR lookup makes the mechanism not match */
     spf_why w = mkwhy(WHY_PTRFAIL, NULL, 0);
@@ -1383,36 +1393,24 @@ static void ptr_answer(mxgw_spf_check *c, int st, const mxgw_dns_answer *ans) {
     term_outcome(c, O_NOMATCH, w);
     return;
   }
-  size_t n = mxgw_dns_answer_count(ans);
-  if ((int)n > c->ptr_names)
-    c->ptr_names = (int)n;
-  if (n > (size_t)c->max_ptr)
-    n = (size_t)c->max_ptr; /* 4.6.4: the rest are ignored */
+  size_t n = ptr_count(c, ans);
   if (!slots_new(c, n)) {
     nomem(c);
     return;
   }
   size_t cand = 0;
   for (size_t i = 0; i < n; i++) {
-    const char *p;
-    size_t l;
-    mxgw_dns_answer_data(ans, i, &p, &l);
-    if (l && p[l - 1] == '.')
-      l--;
+    spf_slot *s = slot_add(c, ans, i);
+    if (!s)
+      return;
+    const char *p = s->name;
+    size_t l = s->nlen;
     /* only names in the target domain can match: validate just those */
     int in = 0;
     if (l == f->tlen)
       in = mxgw__ieq(p, l, f->target) || (l == 0 && f->tlen == 0);
     else if (l > f->tlen && p[l - f->tlen - 1] == '.')
       in = mxgw__ieq(p + l - f->tlen, f->tlen, f->target);
-    spf_slot *s = &c->slots[c->nslots++];
-    s->c = c;
-    s->name = mxgw__spf_strndup(&c->arena, &c->mem, p, l);
-    s->nlen = l;
-    if (!s->name) {
-      nomem(c);
-      return;
-    }
     s->status = (in && !mxgw__spf_name_ok(p, l)) ? 0 : -1;
     cand += (s->status == 0);
   }
