@@ -9,65 +9,27 @@ and the RFC 3464 report delivered to a bounce mailbox."""
 import email
 import email.policy
 import glob
-import json
 import os
-import re
-import shutil
 import signal
 import subprocess
-import sys
-import tempfile
 import time
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "lmtp"))
-import lmtp_fixture as F  # noqa: E402
-import test_lmtp_faults as FF  # noqa: E402
+from deliver_common import (D, F, LINE, QCLI, SpoolCase, queue_json, read,
+                            run_tool)
 
 TOOL = os.environ.get("DELIVER_TOOL", "")
-QCLI = os.environ.get("MXGW_QUEUE_CLI", "")
-D = F.DOMAIN
-LINE = re.compile(
-    r"^(?P<id>[0-9A-F]{23}): to=<(?P<to>[^>]*)>,(?: orig_to=<[^>]*>,)? "
-    r"relay=(?P<relay>none|[^,\[]+\[[^\]]+\](?::\d+)?), "
-    r"delay=\d+(?:\.\d{1,2})?, "
-    r"delays=\d+(?:\.\d{1,2})?/\d+(?:\.\d{1,2})?/\d+(?:\.\d{1,2})?/"
-    r"\d+(?:\.\d{1,2})?, "
-    r"dsn=(?P<dsn>\d\.\d{1,3}\.\d{1,3}), "
-    r"status=(?P<status>sent|deferred|bounced) \((?P<reason>.*)\)$")
 
 
 def tool(spool, *args, timeout=120):
-    p = subprocess.run([TOOL, "--spool", spool, *map(str, args)],
-                       capture_output=True, timeout=timeout)
-    out = p.stdout.decode("utf-8", "replace")
-    logs = [l[6:] for l in out.splitlines() if l.startswith("log ")]
-    events = [json.loads(l[5:]) for l in out.splitlines()
-              if l.startswith("json ")]
-    stats = dict(l[5:].split("=") for l in out.splitlines()
-                 if l.startswith("stat "))
-    return p.returncode, logs, events, stats, out + p.stderr.decode()
-
-
-def queue_json(spool, state=None):
-    args = [QCLI, "--spool", spool, "list", "--json"]
-    if state:
-        args += ["--state", state]
-    p = subprocess.run(args, capture_output=True, check=True)
-    return json.loads(p.stdout)
-
-
-def read(path):
-    with open(path, "rb") as f:
-        return f.read()
+    return run_tool(TOOL, spool, *args, timeout=timeout)
 
 
 def sent_lines(logs):
     return [LINE.match(l) for l in logs if LINE.match(l)]
 
 
-class DeliverTests(unittest.TestCase):
+class DeliverTests(SpoolCase):
     @classmethod
     def setUpClass(cls):
         if not TOOL or not QCLI:
@@ -80,19 +42,15 @@ class DeliverTests(unittest.TestCase):
         cls.dove.stop()
 
     def setUp(self):
-        self.tmp = tempfile.mkdtemp(prefix="mxgw-deliver.")
-        self.spool = os.path.join(self.tmp, "spool")
+        super().setUp()
         self.procs = []
-        self.fakes = []
 
     def tearDown(self):
         for p in self.procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        for f in self.fakes:
-            f.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        super().tearDown()
 
     def body(self, name="m.eml", n=20, tag=b""):
         path = os.path.join(self.tmp, name)
@@ -114,15 +72,6 @@ class DeliverTests(unittest.TestCase):
             self.spool, "run", "--backend", backend or self.target, *args)
         self.assertEqual(rc, 0, out)
         return logs, events, stats
-
-    def fake(self, **kw):
-        f = FF.FakeLMTP(**kw)
-        self.fakes.append(f)
-        return f
-
-    def assert_empty_queue(self):
-        for st in ("incoming", "active", "deferred", "hold", "failed"):
-            self.assertEqual(glob.glob(f"{self.spool}/{st}/*"), [], st)
 
     # ------------------------------------------------------------------
 

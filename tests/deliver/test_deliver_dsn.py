@@ -10,28 +10,21 @@ and parsed with Python's email package."""
 import email
 import email.policy
 import email.utils
-import glob
 import json
 import os
 import re
-import shutil
 import smtplib
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "lmtp"))
-import lmtp_fixture as F  # noqa: E402
-import test_lmtp_faults as FF  # noqa: E402
+from deliver_common import (D, F, FF, HERE, QCLI, SpoolCase, queue_json,
+                            read)
 
 TOOL = os.environ.get("DELIVER_TOOL", "")
 DSN_TOOL = os.environ.get("DELIVER_DSN_TOOL", "")
-QCLI = os.environ.get("MXGW_QUEUE_CLI", "")
 MXGWD = os.environ.get("MXGWD", "")
-D = F.DOMAIN
 # mxgw_notify bits (mxgw_session.h)
 NEVER, SUCCESS, FAILURE, DELAY = 1, 2, 4, 8
 STATUS = re.compile(r"^(?P<id>[0-9A-F]{23}): to=<(?P<to>[^>]*)>,.* "
@@ -43,19 +36,6 @@ def run(args, timeout=120):
                        timeout=timeout)
     return p.returncode, p.stdout.decode("utf-8", "replace"), \
         p.stderr.decode("utf-8", "replace")
-
-
-def queue_json(spool, state=None):
-    args = [QCLI, "--spool", spool, "list", "--json"]
-    if state:
-        args += ["--state", state]
-    p = subprocess.run(args, capture_output=True, check=True)
-    return json.loads(p.stdout)
-
-
-def read(path):
-    with open(path, "rb") as f:
-        return f.read()
 
 
 def parse(raw):
@@ -75,7 +55,9 @@ class Report:
         self.original = self.parts[2]
 
 
-class DsnTests(unittest.TestCase):
+class DsnTests(SpoolCase):
+    PREFIX = "mxgw-deliver-dsn."
+
     @classmethod
     def setUpClass(cls):
         if not TOOL or not DSN_TOOL or not QCLI:
@@ -87,16 +69,6 @@ class DsnTests(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.dove.stop()
-
-    def setUp(self):
-        self.tmp = tempfile.mkdtemp(prefix="mxgw-deliver-dsn.")
-        self.spool = os.path.join(self.tmp, "spool")
-        self.fakes = []
-
-    def tearDown(self):
-        for f in self.fakes:
-            f.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def body(self, tag):
         path = os.path.join(self.tmp, f"{tag}.eml")
@@ -124,11 +96,6 @@ class DsnTests(unittest.TestCase):
                      if l.startswith("stat "))
         return logs, stats
 
-    def fake(self, **kw):
-        f = FF.FakeLMTP(**kw)
-        self.fakes.append(f)
-        return f
-
     def new_files(self, user, before, n=1):
         files = self.dove.wait_files(user, len(before) + n)
         return sorted(set(files) - set(before))
@@ -144,10 +111,6 @@ class DsnTests(unittest.TestCase):
     def dsn_ids(self, logs, kind):
         return [l.rsplit(" ", 1)[1] for l in logs
                 if f"sender {kind} notification: " in l]
-
-    def assert_empty_queue(self):
-        for st in ("incoming", "active", "deferred", "hold", "failed"):
-            self.assertEqual(glob.glob(f"{self.spool}/{st}/*"), [], st)
 
     # -- success ----------------------------------------------------------
 

@@ -22,68 +22,28 @@ context; the test CA and certificates are made with openssl at test time):
       recording fake backend, and a real Dovecot without ssl);
       when offered only (1), the same backends get the mail in clear.
 """
-import json
 import os
-import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "lmtp"))
-import lmtp_fixture as F  # noqa: E402
-import test_lmtp_faults as FF  # noqa: E402
+from deliver_common import (D, F, LINE, QCLI, SpoolCase, queue_json, read,
+                            run_tool)
 
 TOOL = os.environ.get("DELIVER_TLS_TOOL", "")
-QCLI = os.environ.get("MXGW_QUEUE_CLI", "")
-D = F.DOMAIN
-LINE = re.compile(
-    r"^(?P<id>[0-9A-F]{23}): to=<(?P<to>[^>]*)>, "
-    r"relay=(?P<relay>none|[^\[ ]+\[[^\]]+\](?::\d+)?), "
-    r"delay=[0-9./]+, delays=[0-9./]+, "
-    r"dsn=(?P<dsn>\d\.\d{1,3}\.\d{1,3}), "
-    r"status=(?P<status>sent|deferred|bounced) \((?P<reason>.*)\)$")
 
 
 def tool(spool, *args, timeout=120):
-    p = subprocess.run([TOOL, "--spool", spool, *map(str, args)],
-                       capture_output=True, timeout=timeout)
-    out = p.stdout.decode("utf-8", "replace")
-    logs = [l[6:] for l in out.splitlines() if l.startswith("log ")]
-    events = [json.loads(l[5:]) for l in out.splitlines()
-              if l.startswith("json ")]
-    stats = dict(l[5:].split("=") for l in out.splitlines()
-                 if l.startswith("stat "))
-    return p.returncode, logs, events, stats, out + p.stderr.decode()
+    return run_tool(TOOL, spool, *args, timeout=timeout)
 
 
-def queue_json(spool, state=None):
-    args = [QCLI, "--spool", spool, "list", "--json"]
-    if state:
-        args += ["--state", state]
-    p = subprocess.run(args, capture_output=True, check=True)
-    return json.loads(p.stdout)
+class Base(SpoolCase):
+    PREFIX = "mxgw-deliver-v6tls."
 
-
-def read(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
-class Base(unittest.TestCase):
     def setUp(self):
         if not TOOL or not QCLI:
             self.skipTest("DELIVER_TLS_TOOL / MXGW_QUEUE_CLI not set")
-        self.tmp = tempfile.mkdtemp(prefix="mxgw-deliver-v6tls.")
-        self.spool = os.path.join(self.tmp, "spool")
-        self.fakes = []
-
-    def tearDown(self):
-        for f in self.fakes:
-            f.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        super().setUp()
 
     def message(self, tag):
         """A body with CRLF lines, a leading dot and a long line."""
@@ -333,8 +293,7 @@ class StartTLSNotOffered(Base):
         shutil.rmtree(cls.cadir, ignore_errors=True)
 
     def test_c_required_not_offered_fake(self):
-        fake = FF.FakeLMTP()  # PIPELINING ... SMTPUTF8, no STARTTLS
-        self.fakes.append(fake)
+        fake = self.fake()  # PIPELINING ... SMTPUTF8, no STARTTLS
         self.assertNotIn(b"STARTTLS", b" ".join(fake.ext))
         mid, _ = self.enqueue("notls-fake")
         lines, _, stats, out = self.run_once(
