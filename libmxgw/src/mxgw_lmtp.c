@@ -133,11 +133,7 @@ int mxgw_lmtp_config_set_tls(mxgw_lmtp_config *cfg, mxgw_tls *tls) {
     return MXGW_E_INVAL;
   if (atomic_load(&cfg->frozen))
     return MXGW_E_BUSY;
-  if (tls)
-    mxgw__tls_ref(tls);
-  if (cfg->tls)
-    mxgw__tls_unref(cfg->tls);
-  cfg->tls = tls;
+  mxgw__tls_set(&cfg->tls, tls);
   return MXGW_OK;
 }
 

@@ -344,10 +344,7 @@ int mxgw_server_config_listener_set_tls(mxgw_server_config *cfg, int idx,
   if (idx < 0 || idx >= cfg->nls)
     return cfg_err(cfg, MXGW_E_RANGE, "no listener %d", idx);
   /* Our own reference, released by mxgw_server_config_free(). */
-  if (tls)
-    mxgw__tls_ref(tls);
-  mxgw_tls_free(cfg->ls[idx].tls);
-  cfg->ls[idx].tls = tls;
+  mxgw__tls_set(&cfg->ls[idx].tls, tls);
   return MXGW_OK;
 }
 
@@ -453,10 +450,7 @@ int mxgw_server_config_set_deliver_tls(mxgw_server_config *cfg,
   if (!cfg)
     return MXGW_E_INVAL;
   FROZEN(cfg);
-  if (tls)
-    mxgw__tls_ref(tls);
-  mxgw_tls_free(cfg->dtls);
-  cfg->dtls = tls;
+  mxgw__tls_set(&cfg->dtls, tls);
   return MXGW_OK;
 }
 

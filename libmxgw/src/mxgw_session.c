@@ -163,11 +163,7 @@ int mxgw_session_config_set_tls(mxgw_session_config *cfg, struct mxgw_tls *tls) 
     return MXGW_E_INVAL;
   if (atomic_load(&cfg->frozen))
     return MXGW_E_BUSY;
-  if (tls)
-    mxgw__tls_ref(tls);
-  if (cfg->tls)
-    mxgw__tls_unref(cfg->tls);
-  cfg->tls = tls;
+  mxgw__tls_set(&cfg->tls, tls);
   return MXGW_OK;
 }
 

@@ -591,6 +591,12 @@ void mxgw__tls_unref(mxgw_tls *t) {
 
 void mxgw_tls_free(mxgw_tls *t) { mxgw__tls_unref(t); }
 
+void mxgw__tls_set(mxgw_tls **slot, mxgw_tls *t) {
+  mxgw__tls_ref(t); /* first: t may be the context already in *slot */
+  mxgw__tls_unref(*slot);
+  *slot = t;
+}
+
 int mxgw_tls_set_int(mxgw_tls *t, int key, int64_t v) {
   if (!t || key < 1 || key >= NIOPT)
     return MXGW_E_INVAL;

@@ -14,6 +14,9 @@
 /* Take / drop a reference on a context (atomic; any thread). */
 void mxgw__tls_ref(mxgw_tls *t);
 void mxgw__tls_unref(mxgw_tls *t);
+/* A configuration's reference: takes one on t (may be NULL), releases the
+ * one held in *slot, stores t. */
+void mxgw__tls_set(mxgw_tls **slot, mxgw_tls *t);
 
 /*
  * A new server-side SSL object bound to the current generation (its SNI
