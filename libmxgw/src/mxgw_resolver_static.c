@@ -601,6 +601,8 @@ typedef struct zrec { /* a parsed record waiting for commit */
   char *data;
   size_t dlen;
   int pref;
+  int created;       /* commit: the record created its node */
+  uint32_t prev_ttl; /* commit: the set's TTL before the record */
 } zrec;
 
 typedef struct zparser {
@@ -624,6 +626,7 @@ typedef struct zparser {
   int ws_start; /* entry began with white space (owner omitted) */
   zrec *recs;
   size_t nrec, caprec;
+  int nomem; /* the error is an allocation failure */
   char err[200];
 } zparser;
 
@@ -634,6 +637,11 @@ static int zerr(zparser *z, const char *fmt, ...) {
   vsnprintf(z->err, sizeof z->err, fmt, ap);
   va_end(ap);
   return -1;
+}
+
+static int znomem(zparser *z) {
+  z->nomem = 1;
+  return zerr(z, "out of memory");
 }
 
 /*
@@ -739,7 +747,7 @@ static int read_entry(zparser *z) {
           tk->esc_dot = 1;
       }
       if (mxgw__buf_append(&z->tokbuf, m, &byte, 1))
-        return zerr(z, "out of memory");
+        return znomem(z);
     }
     z->ntok++;
   }
@@ -777,6 +785,8 @@ static int zname_case(zparser *z, const ztok *t, char *out, size_t *olen,
       return zerr(z, "NUL in a name");
   char tmp[2 * NAME_MAX_LEN + 4];
   size_t n = t->n;
+  if (n == 0) /* a quoted "" */
+    return zerr(z, "empty name");
   if (n > NAME_MAX_LEN + 1)
     return zerr(z, "name too long");
   memcpy(tmp, t->p, n);
@@ -838,7 +848,7 @@ static int zpush(zparser *z, const char *name, size_t nlen, int ti,
     size_t nc = z->caprec ? z->caprec * 2 : 16;
     zrec *nr = mxgw__realloc(m, z->recs, nc * sizeof *nr);
     if (!nr)
-      return zerr(z, "out of memory");
+      return znomem(z);
     z->recs = nr;
     z->caprec = nc;
   }
@@ -848,7 +858,7 @@ static int zpush(zparser *z, const char *name, size_t nlen, int ti,
   if (!rc->name || !rc->data) {
     mxgw__free(m, rc->name);
     mxgw__free(m, rc->data);
-    return zerr(z, "out of memory");
+    return znomem(z);
   }
   rc->nlen = nlen;
   rc->ti = ti;
@@ -1001,6 +1011,48 @@ static int zentry(zparser *z) {
   return 0;
 }
 
+/* Take a node out of the table (linear probing: the entries after it in
+ * its cluster are placed again) and free it. */
+static void drop_node(static_res *s, znode *z) {
+  size_t mask = s->cap - 1, i = z->hash & mask;
+  while (s->tab[i] != z)
+    i = (i + 1) & mask;
+  s->tab[i] = NULL;
+  for (size_t j = (i + 1) & mask; s->tab[j]; j = (j + 1) & mask) {
+    znode *y = s->tab[j];
+    s->tab[j] = NULL;
+    size_t k = y->hash & mask;
+    while (s->tab[k])
+      k = (k + 1) & mask;
+    s->tab[k] = y;
+  }
+  s->count--;
+  for (int t = 0; t < NTYPES; t++)
+    mxgw__free(&s->base.mem, z->set[t].rr);
+  mxgw__free(&s->base.mem, z->name);
+  mxgw__free(&s->base.mem, z);
+}
+
+/* Undo the commit of recs[0..n) (newest first), so that a load that runs
+ * out of memory half-way adds nothing. recs[n - 1] may be the one that
+ * failed: added = 0 says its record is not in its set. */
+static void zrollback(static_res *s, zrec *recs, size_t n, int added) {
+  for (; n; n--, added = 1) {
+    zrec *rc = &recs[n - 1];
+    znode *z = find_node(s, rc->name, rc->nlen, hash_name(rc->name, rc->nlen));
+    if (!z) /* only the failed record: its node was never made */
+      continue;
+    if (rc->ti >= 0 && added) {
+      zset *set = &z->set[rc->ti];
+      set->n--;
+      mxgw__free(&s->base.mem, (void *)(uintptr_t)set->rr[set->n].data);
+      set->ttl = rc->prev_ttl;
+    }
+    if (rc->created)
+      drop_node(s, z);
+  }
+}
+
 int mxgw_resolver_load_zone(mxgw_resolver *r, const char *text, size_t len,
                             const char *origin) {
   static_res *s = as_static(r);
@@ -1038,20 +1090,21 @@ int mxgw_resolver_load_zone(mxgw_resolver *r, const char *text, size_t len,
     rv = mxgw__resolver_set_err(r, MXGW_E_SYNTAX, "line %zu: %s",
                                 z->entry_line ? z->entry_line : z->line,
                                 z->err);
-    if (strstr(z->err, "out of memory"))
+    if (z->nomem)
       rv = MXGW_E_NOMEM;
   } else {
     for (size_t i = 0; i < z->nrec; i++) {
       zrec *rc = &z->recs[i];
-      if (rc->ti < 0) {
-        if (!get_node(s, rc->name, rc->nlen)) {
-          rv = mxgw__resolver_set_err(r, MXGW_E_NOMEM, "out of memory");
-          break;
-        }
-        continue;
-      }
-      if (add_rr(s, rc->name, rc->nlen, rc->ti, rc->ttl, rc->data, rc->dlen,
-                 rc->pref, 0)) {
+      size_t before = s->count;
+      znode *old = find_node(s, rc->name, rc->nlen,
+                             hash_name(rc->name, rc->nlen));
+      rc->prev_ttl = (old && rc->ti >= 0) ? old->set[rc->ti].ttl : 0;
+      int fail = rc->ti < 0 ? !get_node(s, rc->name, rc->nlen)
+                            : add_rr(s, rc->name, rc->nlen, rc->ti, rc->ttl,
+                                     rc->data, rc->dlen, rc->pref, 0) != 0;
+      rc->created = s->count != before;
+      if (fail) { /* a file loads whole or not at all */
+        zrollback(s, z->recs, i + 1, 0);
         rv = mxgw__resolver_set_err(r, MXGW_E_NOMEM, "out of memory");
         break;
       }

@@ -191,6 +191,19 @@ Test(config, unknown_keys_are_errors_with_a_suggestion) {
                "\"cert_file\"?)");
 }
 
+/* Every message is one line: control characters in a key or value are
+ * written back as the JSON escape that produced them (found by
+ * fuzz_mxgwd_config: a "\n" in a key split --check-config's output). */
+Test(config, messages_are_one_line) {
+  EXPECT_ERROR("{" MIN_OK ", \"list\\neners\": 1}",
+               "list\\neners: unknown key (did you mean \"listeners\"?)");
+  EXPECT_ERROR("{" MIN_OK ", \"a\\r\\nb\\u001b\": 1}",
+               "a\\r\\nb\\u001b: unknown key");
+  EXPECT_ERROR("{" MIN_OK ", \"\": 1}", "\"\": unknown key");
+  for (size_t i = 0; i < errs.n; i++)
+    cr_assert(!strpbrk(errs.v[i], "\r\n\x1b"), "%s", errs.v[i]);
+}
+
 Test(config, missing_required_keys) {
   EXPECT_ERROR("{}", "hostname: missing (required)");
   cr_assert(has_error("listeners: missing (required)"));

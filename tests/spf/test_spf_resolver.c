@@ -9,6 +9,7 @@
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -425,6 +426,80 @@ Test(spf_resolver, zone_errors_name_the_line) {
   char big[400];
   snprintf(big, sizeof big, "ok IN A 192.0.2.1\nx IN TXT \"%0300d\"\n", 0);
   zone_error(big, "line 2: TXT string longer than 255");
+}
+
+/* Found by fuzz_zone: an empty quoted name read before its buffer, and a
+ * syntax error whose text said "out of memory" was reported as NOMEM. */
+Test(spf_resolver, zone_fuzz_regressions) {
+  zone_error("ok IN A 192.0.2.1\n\"\" IN A 192.0.2.1\n", "line 2: empty name");
+  zone_error("ok IN A 192.0.2.1\nx IN MX 10 \"\"\n", "line 2: empty name");
+  zone_error("ok IN A 192.0.2.1\nx.test. A out\\ of\\ memory\n", "line 2:");
+}
+
+/* An allocator that fails from allocation number `at` on. */
+typedef struct failing {
+  int n, at;
+} failing;
+static void *f_malloc(size_t size, void *u) {
+  failing *f = u;
+  return ++f->n >= f->at ? NULL : malloc(size);
+}
+static void *f_calloc(size_t n, size_t size, void *u) {
+  failing *f = u;
+  return ++f->n >= f->at ? NULL : calloc(n, size);
+}
+static void *f_realloc(void *p, size_t size, void *u) {
+  failing *f = u;
+  return ++f->n >= f->at ? NULL : realloc(p, size);
+}
+static void f_free(void *p, void *u) {
+  (void)u;
+  free(p);
+}
+
+/* A zone loads whole or not at all, also when memory runs out part of the
+ * way through: the records it had added are taken back and the names it
+ * created removed, and what the resolver held before answers as before
+ * (also its TTL). Run for every allocation of the load. */
+Test(spf_resolver, zone_out_of_memory_loads_nothing) {
+  static const char *zone =
+      "$ORIGIN example.org.\n$TTL 600\n"
+      "a IN A 192.0.2.1\na IN A 192.0.2.2\nb IN AAAA 2001:db8::1\n"
+      "@ IN MX 10 mail\n@ IN TXT \"v=spf1 mx -all\"\n"
+      "keep.test. 900 IN A 192.0.2.77\n"
+      "1.2.0.192.in-addr.arpa. IN PTR a\nc IN CNAME a\n";
+  int ok_at = 0;
+  for (int at = 1; at < 400 && !ok_at; at++) {
+    failing f = {0, 1 << 30};
+    mxgw_mem mem = {&f, f_malloc, f_free, f_calloc, f_realloc};
+    mxgw_resolver *r;
+    cr_assert_eq(mxgw_resolver_new_static(&r, &mem), MXGW_OK);
+    cr_assert_eq(mxgw_resolver_add_record(r, "keep.test", MXGW_DNS_A, 60,
+                                          "192.0.2.99", 0), MXGW_OK);
+    f.n = 0;
+    f.at = at;
+    int rc = mxgw_resolver_load_zone(r, zone, strlen(zone), NULL);
+    f.at = 1 << 30;
+    if (rc == MXGW_OK) {
+      ok_at = at;
+      cr_assert_eq(lookup(r, "a.example.org", MXGW_DNS_A).n, 2);
+      cr_assert_eq(lookup(r, "keep.test", MXGW_DNS_A).n, 2);
+    } else {
+      cr_assert_eq(rc, MXGW_E_NOMEM, "allocation %d: %d %s", at, rc,
+                   mxgw_resolver_errmsg(r));
+      const char *names[] = {"a.example.org", "b.example.org", "example.org",
+                             "c.example.org", "1.2.0.192.in-addr.arpa"};
+      for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        cr_assert_eq(lookup(r, names[i], MXGW_DNS_A).status,
+                     MXGW_DNS_NXDOMAIN, "allocation %d: %s", at, names[i]);
+      got k = lookup(r, "keep.test", MXGW_DNS_A);
+      cr_assert_eq(k.n, 1, "allocation %d", at);
+      cr_assert_eq(memcmp(k.data[0], "\xc0\x00\x02\x63", 4), 0);
+      cr_assert_eq(k.ttl, 60, "allocation %d: ttl %u", at, k.ttl);
+    }
+    mxgw_resolver_free(r);
+  }
+  cr_assert_gt(ok_at, 1, "the load never needed memory, or never succeeded");
 }
 
 Test(spf_resolver, zone_file) {

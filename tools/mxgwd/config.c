@@ -29,6 +29,26 @@ const char *const mxgwd_spf_result_names[MXGWD_SPF_RESULTS] = {
 
 /* ---- messages ----------------------------------------------------------- */
 
+/* Out of memory ends mxgwd here (as Postfix's mymalloc does): a parser that
+ * went on could drop an error and accept a configuration it did not read. */
+static void *xcalloc(size_t n, size_t size) {
+  void *p = calloc(n ? n : 1, size);
+  if (!p) {
+    fputs("mxgwd: out of memory\n", stderr);
+    abort();
+  }
+  return p;
+}
+
+static void *xrealloc(void *p, size_t size) {
+  void *q = realloc(p, size ? size : 1);
+  if (!q) {
+    fputs("mxgwd: out of memory\n", stderr);
+    abort();
+  }
+  return q;
+}
+
 void mxgwd_msgs_free(mxgwd_msgs *m) {
   if (!m)
     return;
@@ -39,6 +59,32 @@ void mxgwd_msgs_free(mxgwd_msgs *m) {
   m->n = m->cap = 0;
 }
 
+/* One line per message: a control character (from a key or value such as
+ * "a\nb" in the file) becomes the JSON escape that wrote it. Takes s;
+ * returns it or its escaped copy. */
+static char *one_line(char *s) {
+  size_t n = 0, extra = 0;
+  for (; s[n]; n++)
+    extra += (unsigned char)s[n] < 0x20 ? 5 : 0;
+  if (!extra)
+    return s;
+  char *e = xcalloc(n + extra + 1, 1);
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if (ch >= 0x20)
+      e[o++] = (char)ch;
+    else if (ch == '\n' || ch == '\r' || ch == '\t')
+      o += (size_t)snprintf(e + o, 3, "\\%c",
+                            ch == '\n' ? 'n' : ch == '\r' ? 'r' : 't');
+    else
+      o += (size_t)snprintf(e + o, 7, "\\u%04x", ch);
+  }
+  e[o] = 0;
+  free(s);
+  return e;
+}
+
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 0)))
 #endif
@@ -47,19 +93,12 @@ static void msgs_vadd(mxgwd_msgs *m, const char *path, const char *fmt,
   char text[1500];
   vsnprintf(text, sizeof text, fmt, ap);
   size_t need = strlen(path) + strlen(text) + 3;
-  char *s = malloc(need);
-  if (!s)
-    return;
+  char *s = xcalloc(need, 1);
   snprintf(s, need, "%s%s%s", path, *path ? ": " : "", text);
+  s = one_line(s);
   if (m->n == m->cap) {
-    size_t cap = m->cap ? m->cap * 2 : 8;
-    char **v = realloc(m->v, cap * sizeof *v);
-    if (!v) {
-      free(s);
-      return;
-    }
-    m->v = v;
-    m->cap = cap;
+    m->cap = m->cap ? m->cap * 2 : 8;
+    m->v = xrealloc(m->v, m->cap * sizeof *m->v);
   }
   m->v[m->n++] = s;
 }
@@ -106,15 +145,6 @@ static char *xstrdup(const char *s) {
     abort();
   }
   return d;
-}
-
-static void *xcalloc(size_t n, size_t size) {
-  void *p = calloc(n ? n : 1, size);
-  if (!p) {
-    fputs("mxgwd: out of memory\n", stderr);
-    abort();
-  }
-  return p;
 }
 
 /* path + "." + key, or path + "[i]" */
@@ -194,7 +224,7 @@ static void check_keys(ctx *c, const char *path, json_t *obj,
     if (ok)
       continue;
     char p[512];
-    subkey(p, sizeof p, path, key);
+    subkey(p, sizeof p, path, *key ? key : "\"\""); /* {"": 1} */
     if (best)
       error(c, p, "unknown key (did you mean \"%s\"?)", best);
     else
