@@ -118,8 +118,11 @@ MXGW_EXTERN int mxgw_resolver_add_record(mxgw_resolver *r, const char *name,
  * skipped with no error.
  * @param text,len  the file contents.
  * @param origin    initial origin, or NULL for the root.
+ * The file loads whole or not at all: after any error (also running out
+ * of memory part of the way) the resolver answers as before the call.
  * Errors: MXGW_E_SYNTAX (mxgw_resolver_errmsg names the line),
- * MXGW_E_UNSUPPORTED, MXGW_E_NOMEM.
+ * MXGW_E_UNSUPPORTED (r is not a static resolver), MXGW_E_NOMEM,
+ * MXGW_E_INVAL (r NULL, text NULL with len > 0, or a bad origin).
  */
 MXGW_EXTERN int mxgw_resolver_load_zone(mxgw_resolver *r, const char *text,
                                         size_t len, const char *origin);
