@@ -28,6 +28,8 @@
 
 #include <mxgw/mxgw.h>
 
+#include "failmem.h"
+
 #define CHECK(cond)                                                            \
   do {                                                                         \
     if (!(cond))                                                               \
@@ -55,36 +57,6 @@ static uint32_t below(rng *r, uint32_t n) { return n ? rnd(r) % n : 0; }
 /* true with probability num/den */
 static bool chance(rng *r, uint32_t num, uint32_t den) {
   return below(r, den) < num;
-}
-
-/* ------------------------------------------------------------------------ */
-/* An allocator that can fail, to reach the MXGW_E_NOMEM paths              */
-/* ------------------------------------------------------------------------ */
-
-typedef struct failmem {
-  unsigned long count;   /* allocations so far */
-  unsigned long fail_at; /* 0: never fail */
-  bool sticky;           /* keep failing after the first failure */
-} failmem;
-
-static bool fm_fail(failmem *f) {
-  f->count++;
-  if (!f->fail_at)
-    return false;
-  return f->sticky ? f->count >= f->fail_at : f->count == f->fail_at;
-}
-static void *fm_malloc(size_t n, void *u) {
-  return fm_fail(u) ? NULL : malloc(n);
-}
-static void fm_free(void *p, void *u) {
-  (void)u;
-  free(p);
-}
-static void *fm_calloc(size_t a, size_t b, void *u) {
-  return fm_fail(u) ? NULL : calloc(a, b);
-}
-static void *fm_realloc(void *p, size_t n, void *u) {
-  return fm_fail(u) ? NULL : realloc(p, n);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -617,13 +589,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   u.last_out = -1;
 
   mxgw_session_config *cfg = make_config(h, &u);
-  failmem fm = {0, 0, false};
+  failmem fm = {0};
   if (h[1] & 128) {
     fm.fail_at = 1 + h[4] % 48u;
     fm.sticky = h[5] & 1;
     u.nomem_possible = true;
   }
-  mxgw_mem mem = {&fm, fm_malloc, fm_free, fm_calloc, fm_realloc};
+  mxgw_mem mem = failmem_mem(&fm);
   mxgw_session *s = NULL;
   int rv = mxgw_session_new(&s, cfg, &mem);
   mxgw_session_config_free(cfg); /* the session keeps its own reference */

@@ -48,39 +48,13 @@
 
 #include <mxgw/mxgw.h>
 
+#include "failmem.h"
+
 #define CHECK(cond)                                                            \
   do {                                                                         \
     if (!(cond))                                                               \
       __builtin_trap();                                                        \
   } while (0)
-
-/* ---- an allocator that can fail (as in fuzz_session.c) ----------------- */
-
-typedef struct failmem {
-  unsigned long count;   /* allocations so far */
-  unsigned long fail_at; /* 0: never fail */
-  bool sticky;           /* keep failing after the first failure */
-} failmem;
-
-static bool fm_fail(failmem *f) {
-  f->count++;
-  if (!f->fail_at)
-    return false;
-  return f->sticky ? f->count >= f->fail_at : f->count == f->fail_at;
-}
-static void *fm_malloc(size_t n, void *u) {
-  return fm_fail(u) ? NULL : malloc(n);
-}
-static void fm_free(void *p, void *u) {
-  (void)u;
-  free(p);
-}
-static void *fm_calloc(size_t a, size_t b, void *u) {
-  return fm_fail(u) ? NULL : calloc(a, b);
-}
-static void *fm_realloc(void *p, size_t n, void *u) {
-  return fm_fail(u) ? NULL : realloc(p, n);
-}
 
 /* ---- answers ----------------------------------------------------------- */
 
@@ -249,12 +223,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   static const char *const origins[] = {NULL, "fuzz.test", "Example.ORG."};
   const char *origin = origins[(h >> 8) % 3];
-  failmem fm = {0, 0, false};
+  failmem fm = {0};
   if ((h >> 12) % 8 == 0) {
     fm.fail_at = 1 + (h >> 16) % 256;
     fm.sticky = (h >> 24) & 1;
   }
-  mxgw_mem mem = {&fm, fm_malloc, fm_free, fm_calloc, fm_realloc};
+  mxgw_mem mem = failmem_mem(&fm);
 
   mxgw_resolver *r = NULL;
   int rv = mxgw_resolver_new_static(&r, &mem);

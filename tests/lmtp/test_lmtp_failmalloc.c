@@ -36,65 +36,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define FM_HAVE_LSAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define FM_HAVE_LSAN 1
-#endif
-#endif
-#ifdef FM_HAVE_LSAN
-#include <sanitizer/lsan_interface.h>
-#endif
+#include "failmem.h"
 
 TestSuite(failmalloc_lmtp, .timeout = 600);
-
-/* ---- the failing allocator ---------------------------------------------- */
-
-typedef struct fm {
-  long n, fail_at;
-  int sticky;
-  long live;
-  int failed;
-} fm;
-
-static bool fm_fail(fm *f) {
-  f->n++;
-  if (f->fail_at && (f->n == f->fail_at || (f->sticky && f->n > f->fail_at))) {
-    f->failed = 1;
-    return true;
-  }
-  return false;
-}
-static void *fm_malloc(size_t size, void *u) {
-  fm *f = u;
-  if (fm_fail(f))
-    return NULL;
-  void *p = malloc(size ? size : 1);
-  f->live += p != NULL;
-  return p;
-}
-static void *fm_calloc(size_t nmemb, size_t size, void *u) {
-  fm *f = u;
-  if (fm_fail(f))
-    return NULL;
-  void *p = calloc(nmemb ? nmemb : 1, size ? size : 1);
-  f->live += p != NULL;
-  return p;
-}
-static void *fm_realloc(void *ptr, size_t size, void *u) {
-  fm *f = u;
-  if (fm_fail(f))
-    return NULL;
-  void *p = realloc(ptr, size ? size : 1);
-  f->live += p != NULL && ptr == NULL;
-  return p;
-}
-static void fm_free(void *ptr, void *u) {
-  fm *f = u;
-  f->live -= ptr != NULL;
-  free(ptr);
-}
 
 /* ---- a growing byte string ---------------------------------------------- */
 
@@ -355,8 +299,8 @@ static int push_body(mxgw_lmtp *c, backend *b, run *r, const sbuf *body,
 }
 
 /* The exchange. Returns true if no injected failure was reached. */
-static bool exchange(fm *f, int chunking, run *r) {
-  mxgw_mem mem = {f, fm_malloc, fm_free, fm_calloc, fm_realloc};
+static bool exchange(failmem *f, int chunking, run *r) {
+  mxgw_mem mem = failmem_mem(f);
   mxgw_lmtp_config *cfg = NULL;
   mxgw_lmtp *c = NULL;
   backend b = {.chunking = chunking};
@@ -442,7 +386,7 @@ out:
 }
 
 static void run_all(int chunking, int sticky) {
-  fm f0 = {0};
+  failmem f0 = {0};
   run ref;
   memset(&ref, 0, sizeof ref);
   cr_assert(exchange(&f0, chunking, &ref));
@@ -467,7 +411,7 @@ static void run_all(int chunking, int sticky) {
   cr_assert_not_null(strstr(ref.wire.p, "QUIT\r\n"));
   long k, injected = 0, silent = 0;
   for (k = 1; k < 100000; k++) {
-    fm f = {.fail_at = k, .sticky = sticky};
+    failmem f = {.fail_at = k, .sticky = sticky};
     run r;
     memset(&r, 0, sizeof r);
     bool clean = exchange(&f, chunking, &r);
@@ -493,7 +437,7 @@ static void run_all(int chunking, int sticky) {
       break;
   }
   sb_free(&ref.wire);
-#ifdef FM_HAVE_LSAN
+#ifdef FAILMEM_HAVE_LSAN
   cr_assert_eq(__lsan_do_recoverable_leak_check(), 0,
                "memory leaked: see the LeakSanitizer report above");
 #endif

@@ -50,74 +50,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define FM_HAVE_LSAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define FM_HAVE_LSAN 1
-#endif
-#endif
-#ifdef FM_HAVE_LSAN
-#include <sanitizer/lsan_interface.h>
-#endif
+#include "failmem.h"
 
 TestSuite(failmalloc_queue, .timeout = 600);
-
-/* ---- the failing allocator ---------------------------------------------- */
-
-typedef struct fm {
-  atomic_long n;     /* allocation attempts so far */
-  long fail_at;      /* the attempt that fails (1-based); 0: none */
-  int sticky;        /* every attempt from fail_at on fails */
-  atomic_long live;  /* blocks currently allocated */
-  atomic_int failed; /* an injected failure was reached */
-} fm;
-
-static bool fm_fail(fm *f) {
-  long n = atomic_fetch_add(&f->n, 1) + 1;
-  if (f->fail_at && (n == f->fail_at || (f->sticky && n > f->fail_at))) {
-    atomic_store(&f->failed, 1);
-    return true;
-  }
-  return false;
-}
-
-static void *fm_malloc(size_t size, void *u) {
-  fm *f = u;
-  if (fm_fail(f))
-    return NULL;
-  void *p = malloc(size ? size : 1);
-  if (p)
-    atomic_fetch_add(&f->live, 1);
-  return p;
-}
-
-static void *fm_calloc(size_t nmemb, size_t size, void *u) {
-  fm *f = u;
-  if (fm_fail(f))
-    return NULL;
-  void *p = calloc(nmemb ? nmemb : 1, size ? size : 1);
-  if (p)
-    atomic_fetch_add(&f->live, 1);
-  return p;
-}
-
-static void *fm_realloc(void *ptr, size_t size, void *u) {
-  fm *f = u;
-  if (fm_fail(f))
-    return NULL;
-  void *p = realloc(ptr, size ? size : 1);
-  if (p && !ptr)
-    atomic_fetch_add(&f->live, 1);
-  return p;
-}
-
-static void fm_free(void *ptr, void *u) {
-  fm *f = u;
-  if (ptr)
-    atomic_fetch_sub(&f->live, 1);
-  free(ptr);
-}
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -312,9 +247,9 @@ fail:
 }
 
 /* One run. Returns true when no injected failure was reached. */
-static bool scenario(fm *f, int journal, const char *spool, rec *recs,
+static bool scenario(failmem *f, int journal, const char *spool, rec *recs,
                      outcome *oc) {
-  mxgw_mem mem = {f, fm_malloc, fm_free, fm_calloc, fm_realloc};
+  mxgw_mem mem = failmem_mem(f);
   mxgw_queue *q = NULL;
   mxgw_queue_msg *msg = NULL;
   mxgw_queue_entry *e = NULL;
@@ -503,7 +438,7 @@ vout:
 }
 
 static void leak_check(void) {
-#ifdef FM_HAVE_LSAN
+#ifdef FAILMEM_HAVE_LSAN
   cr_assert_eq(__lsan_do_recoverable_leak_check(), 0,
                "memory leaked: see the LeakSanitizer report above");
 #endif
@@ -522,7 +457,7 @@ static void run_all(int journal, int sticky) {
     memset(recs, 0, sizeof recs);
     for (int i = 0; i < NMSG; i++)
       make_body(&recs[i], i);
-    fm f = {.fail_at = k, .sticky = sticky};
+    failmem f = {.fail_at = k, .sticky = sticky};
     outcome oc;
     bool clean = scenario(&f, journal, spool, recs, &oc);
     char why[700] = "";

@@ -9,31 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "failmem.h"
 #include "tls_helpers.h"
 
 TestSuite(failmalloc, .fini = tls_test_cleanup);
-
-typedef struct fm {
-  long n;    /* allocations so far */
-  long fail; /* fail this one (1-based), 0 never */
-} fm;
-
-static void *fm_malloc(size_t n, void *u) {
-  fm *f = u;
-  return ++f->n == f->fail ? NULL : malloc(n);
-}
-static void *fm_calloc(size_t a, size_t b, void *u) {
-  fm *f = u;
-  return ++f->n == f->fail ? NULL : calloc(a, b);
-}
-static void *fm_realloc(void *p, size_t n, void *u) {
-  fm *f = u;
-  return ++f->n == f->fail ? NULL : realloc(p, n);
-}
-static void fm_free(void *p, void *u) {
-  (void)u;
-  free(p);
-}
 
 #define STEP(call)                                                             \
   do {                                                                         \
@@ -47,8 +26,8 @@ static void fm_free(void *p, void *u) {
   } while (0)
 
 /* The whole life of a server context; true if an allocation failed. */
-static bool scenario(fm *f) {
-  mxgw_mem mem = {f, fm_malloc, fm_free, fm_calloc, fm_realloc};
+static bool scenario(failmem *f) {
+  mxgw_mem mem = failmem_mem(f);
   mxgw_tls *t = NULL, *cli = NULL;
   bool failed = false;
   const char *p;
@@ -81,12 +60,12 @@ out:
 }
 
 TLS_TEST(failmalloc, every_allocation_fails_once) {
-  fm f = {0, 0};
+  failmem f = {0};
   cr_assert_not(scenario(&f));
   long total = f.n;
   cr_assert_gt(total, 20);
   for (long i = 1; i <= total; i++) {
-    fm g = {0, i};
+    failmem g = {.fail_at = i};
     cr_assert(scenario(&g), "allocation %ld of %ld failed unnoticed", i, total);
   }
 }
@@ -94,8 +73,8 @@ TLS_TEST(failmalloc, every_allocation_fails_once) {
 /* A failed load (an error message to allocate) under allocation failure. */
 TLS_TEST(failmalloc, errors_under_allocation_failure) {
   for (long i = 1; i < 200; i++) {
-    fm g = {0, i};
-    mxgw_mem mem = {&g, fm_malloc, fm_free, fm_calloc, fm_realloc};
+    failmem g = {.fail_at = i};
+    mxgw_mem mem = failmem_mem(&g);
     mxgw_tls *t = NULL;
     if (mxgw_tls_new(&t, MXGW_TLS_SERVER, &mem))
       continue;

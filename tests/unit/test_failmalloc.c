@@ -13,63 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "failmem.h"
 #include "harness.h"
 
 TestSuite(failmalloc, .timeout = 600);
-
-typedef struct fm {
-  long n;       /* allocation attempts so far */
-  long fail_at; /* the attempt that fails (1-based); 0: none */
-  int sticky;   /* every attempt from fail_at on fails */
-  long live;    /* blocks currently allocated */
-  int failed;   /* at least one attempt failed */
-} fm;
-
-static int fm_fail(fm *f) {
-  f->n++;
-  if (f->fail_at && (f->n == f->fail_at || (f->sticky && f->n > f->fail_at))) {
-    f->failed = 1;
-    return 1;
-  }
-  return 0;
-}
-
-static void *fm_malloc(size_t size, void *u) {
-  fm *f = u;
-  if (fm_fail(f))
-    return NULL;
-  void *p = malloc(size ? size : 1);
-  if (p)
-    f->live++;
-  return p;
-}
-
-static void *fm_calloc(size_t nmemb, size_t size, void *u) {
-  fm *f = u;
-  if (fm_fail(f))
-    return NULL;
-  void *p = calloc(nmemb ? nmemb : 1, size ? size : 1);
-  if (p)
-    f->live++;
-  return p;
-}
-
-static void *fm_realloc(void *ptr, size_t size, void *u) {
-  fm *f = u;
-  if (fm_fail(f))
-    return NULL;
-  void *p = realloc(ptr, size ? size : 1);
-  if (p && !ptr)
-    f->live++;
-  return p;
-}
-
-static void fm_free(void *ptr, void *u) {
-  fm *f = u;
-  if (ptr)
-    f->live--;
-  free(ptr);
-}
 
 /* The outcome of one dialogue. */
 typedef struct run {
@@ -124,8 +71,8 @@ static void record_error(run *r, int rc, int from_next) {
 }
 
 /* Run the dialogue with allocator f; fill r. Frees everything. */
-static void dialogue(fm *f, run *r) {
-  mxgw_mem mem = {f, fm_malloc, fm_free, fm_calloc, fm_realloc};
+static void dialogue(failmem *f, run *r) {
+  mxgw_mem mem = failmem_mem(f);
   harness h;
   struct hook_state st = {0};
   memset(&h, 0, sizeof h);
@@ -205,7 +152,7 @@ done:
 
 static void failmalloc_loop(int sticky) {
   /* reference run: no failure */
-  fm ref = {0};
+  failmem ref = {0};
   run rr;
   dialogue(&ref, &rr);
   cr_assert_eq(rr.err, 0, "reference run failed: %s", mxgw_errname(rr.err));
@@ -219,7 +166,7 @@ static void failmalloc_loop(int sticky) {
 
   long n;
   for (n = 1; n <= total + 1; n++) {
-    fm f = {0};
+    failmem f = {0};
     f.fail_at = n;
     f.sticky = sticky;
     run r;
@@ -262,9 +209,9 @@ Test(failmalloc, single_failure) { failmalloc_loop(0); }
 Test(failmalloc, persistent_failure) { failmalloc_loop(1); }
 
 Test(failmalloc, config_new_nomem) {
-  fm f = {0};
+  failmem f = {0};
   f.fail_at = 1;
-  mxgw_mem mem = {&f, fm_malloc, fm_free, fm_calloc, fm_realloc};
+  mxgw_mem mem = failmem_mem(&f);
   mxgw_session_config *cfg = (mxgw_session_config *)&f; /* poison */
   H_RET(MXGW_E_NOMEM, mxgw_session_config_new(&cfg, &mem));
   cr_assert_eq(cfg, NULL);
@@ -273,16 +220,16 @@ Test(failmalloc, config_new_nomem) {
 }
 
 Test(failmalloc, allocator_is_used) {
-  fm f = {0};
-  mxgw_mem mem = {&f, fm_malloc, fm_free, fm_calloc, fm_realloc};
+  failmem f = {0};
+  mxgw_mem mem = failmem_mem(&f);
   mxgw_session_config *cfg = NULL;
   mxgw_session *s = NULL;
   H_OK(mxgw_session_config_new(&cfg, &mem));
   long after_cfg = f.n;
   cr_assert_gt(after_cfg, 0, "config_new did not use the allocator");
   /* a session with its own allocator; the config keeps using its own */
-  fm g = {0};
-  mxgw_mem mem2 = {&g, fm_malloc, fm_free, fm_calloc, fm_realloc};
+  failmem g = {0};
+  mxgw_mem mem2 = failmem_mem(&g);
   H_OK(mxgw_session_new(&s, cfg, &mem2));
   cr_assert_gt(g.n, 0, "session_new did not use its allocator");
   cr_assert_eq(f.n, after_cfg, "session_new used the config's allocator");
