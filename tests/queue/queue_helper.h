@@ -2,15 +2,41 @@
 /*
  * queue_helper.h: shared by the queue tests: a deterministic body for a
  * queue ID (so a recovered message can be checked without a record of what
- * was written) and a helper that writes one message.
+ * was written), a helper that writes one message, and the spool
+ * directory's listing and removal.
  */
 #ifndef QUEUE_HELPER_H
 #define QUEUE_HELPER_H
 
+#include <dirent.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <mxgw/mxgw.h>
+
+/* Entries of spool/sub, dot files aside; -1 if it cannot be opened. */
+static inline int qh_count_entries(const char *spool, const char *sub) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", spool, sub);
+  DIR *d = opendir(path);
+  if (!d)
+    return -1;
+  int n = 0;
+  struct dirent *de;
+  while ((de = readdir(d)))
+    if (de->d_name[0] != '.')
+      n++;
+  closedir(d);
+  return n;
+}
+
+/* rm -rf path (a test's scratch spool); 0 when it went. */
+static inline int qh_rm_rf(const char *path) {
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+  return system(cmd);
+}
 
 /* FNV-1a of the ID picks the size: 1 .. 200000 octets. */
 static inline size_t qh_body_size(const char *id) {

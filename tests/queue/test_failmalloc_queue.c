@@ -51,6 +51,7 @@
 #include <unistd.h>
 
 #include "failmem.h"
+#include "queue_helper.h"
 
 TestSuite(failmalloc_queue, .timeout = 600);
 
@@ -68,19 +69,10 @@ static void rm_rf(const char *dir) {
   nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* Entries of spool/sub; a directory that is not there has none. */
 static int count_dir(const char *spool, const char *sub) {
-  char path[512];
-  snprintf(path, sizeof path, "%s/%s", spool, sub);
-  DIR *d = opendir(path);
-  if (!d)
-    return 0;
-  int n = 0;
-  struct dirent *de;
-  while ((de = readdir(d)))
-    if (de->d_name[0] != '.')
-      n++;
-  closedir(d);
-  return n;
+  int n = qh_count_entries(spool, sub);
+  return n < 0 ? 0 : n;
 }
 
 #define NMSG 4

@@ -24,19 +24,16 @@
 
 static char spool[256];
 
-static void rm_rf(const char *path) {
-  char cmd[600];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
-  if (system(cmd) != 0)
-    cr_log_warn("cleanup of %s failed", path);
-}
 
 static void setup(void) {
   snprintf(spool, sizeof spool, "/tmp/mxgw-queue-test.XXXXXX");
   cr_assert_not_null(mkdtemp(spool));
 }
 
-static void teardown(void) { rm_rf(spool); }
+static void teardown(void) {
+  if (qh_rm_rf(spool) != 0)
+    cr_log_warn("cleanup of %s failed", spool);
+}
 
 TestSuite(queue, .init = setup, .fini = teardown, .timeout = 120);
 
@@ -51,16 +48,8 @@ static mxgw_queue *open_q(int workers) {
 }
 
 static int count_files(const char *sub) {
-  char path[400];
-  snprintf(path, sizeof path, "%s/%s", spool, sub);
-  DIR *d = opendir(path);
-  cr_assert_not_null(d, "%s", path);
-  int n = 0;
-  struct dirent *de;
-  while ((de = readdir(d)))
-    if (de->d_name[0] != '.')
-      n++;
-  closedir(d);
+  int n = qh_count_entries(spool, sub);
+  cr_assert_geq(n, 0, "%s/%s", spool, sub);
   return n;
 }
 
